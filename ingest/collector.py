@@ -1,0 +1,248 @@
+"""Commits one chunk: its samples, rejected rows, counters and ledger entry, all or nothing.
+
+The ledger row is inserted first inside the transaction: a second delivery of the same chunk
+blocks on its primary key until the first commits, then inserts nothing and writes nothing.
+So a collector may be killed at any moment, or a chunk delivered any number of times, and
+each row is still committed exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import msgpack
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ingest import dimensions, partitions
+from ingest.chunks import Chunk, PayloadError
+from ingest.dcgm import ColumnLayout, HeaderError, RejectedLine, SampleRow, parse_lines
+from ingest.models import ChunkAttempt, DeadLetter, Gpu, IngestedChunk, RejectedRow, Tally
+from ingest.writer import SampleValues, write_samples
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectResult:
+    chunk_id: str
+    outcome: str  # "committed", "duplicate" or "dead-letter"
+    rows: int = 0
+    rejected: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.chunk_id}: {self.outcome} rows={self.rows} rejected={self.rejected}"
+
+
+class _AlreadyCommitted(Exception):
+    """Raised inside the transaction to roll it back when another delivery won the ledger."""
+
+
+def collect(payload: object) -> CollectResult:
+    """Commit the chunk in ``payload``, or recognise it as done, or dead-letter it."""
+    try:
+        chunk = Chunk.from_payload(payload)
+    except PayloadError as error:
+        return dead_letter_payload(payload, str(error), chunk_id="", source_id=None)
+    if IngestedChunk.objects.filter(pk=chunk.chunk_id).exists():
+        return CollectResult(chunk.chunk_id, "duplicate")
+
+    attempt = count_attempt(chunk.chunk_id)
+    if attempt.attempts > settings.TELEMETRY["MAX_CHUNK_ATTEMPTS"]:
+        reason = f"failed {attempt.attempts - 1} times; last error: {attempt.last_error}"
+        return dead_letter_chunk(chunk, payload, reason, attempt.attempts)
+    try:
+        layout = ColumnLayout.from_names(chunk.columns)
+    except HeaderError as error:
+        return dead_letter_chunk(chunk, payload, str(error), attempt.attempts)
+
+    parsed = parse_lines(chunk.data, layout, chunk.first_line)
+    rows, rejected = _apply_time_policy(parsed.rows, parsed.rejected, chunk.stamp)
+    return _commit(chunk, rows, rejected)
+
+
+def _apply_time_policy(
+    rows: list[SampleRow], rejected: list[RejectedLine], stamp: datetime | None
+) -> tuple[list[SampleRow], list[RejectedLine]]:
+    """Stamp rows with the chunk's processing time, and reject rows past retention."""
+    if stamp is not None:
+        rows = [row._replace(timestamp=stamp) for row in rows]
+    retention_days = settings.TELEMETRY["RETENTION_DAYS"]
+    if retention_days:
+        cutoff = timezone.now() - timedelta(days=retention_days)
+        kept = []
+        for row in rows:
+            if row.timestamp < cutoff:
+                reason = f"timestamp is older than the {retention_days}-day retention"
+                rejected.append(RejectedLine(row.line_number, "", reason))
+            else:
+                kept.append(row)
+        rows = kept
+    return rows, rejected
+
+
+def _commit(chunk: Chunk, rows: list[SampleRow], rejected: list[RejectedLine]) -> CollectResult:
+    metric_ids = dimensions.metric_ids({row.metric for row in rows})
+    gpu_ids = dimensions.gpu_ids(rows)
+    workload_keys = {key for row in rows if (key := dimensions.workload_key(row))}
+    workload_ids = dimensions.workload_ids(workload_keys) if workload_keys else {}
+    partitions.ensure_partitions({row.timestamp.astimezone(UTC).date() for row in rows})
+
+    values = [
+        SampleValues(
+            row.timestamp,
+            row.value,
+            gpu_ids[row.uuid],
+            metric_ids[row.metric],
+            workload_ids[key] if (key := dimensions.workload_key(row)) else None,
+        )
+        for row in rows
+    ]
+    try:
+        with transaction.atomic():
+            if not _claim_ledger(chunk, len(values), len(rejected)):
+                raise _AlreadyCommitted
+            write_samples(values)
+            RejectedRow.objects.bulk_create(
+                [
+                    RejectedRow(
+                        source_id=chunk.source_id,
+                        chunk_id=chunk.chunk_id,
+                        line_number=line.line_number,
+                        raw_line=line.raw,
+                        reason=line.reason,
+                    )
+                    for line in rejected
+                ],
+                batch_size=500,
+            )
+            _update_gpu_counters(values)
+            _add_tallies(chunk.chunk_id, values, len(rejected))
+            ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
+    except _AlreadyCommitted:
+        return CollectResult(chunk.chunk_id, "duplicate")
+    return CollectResult(chunk.chunk_id, "committed", len(values), len(rejected))
+
+
+def _claim_ledger(chunk: Chunk, rows: int, rejected: int, *, dead_lettered: bool = False) -> bool:
+    """Insert the chunk's ledger row; False when a previous delivery already did."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ingest_ingestedchunk "
+            "(chunk_id, source_id, committed_at, rows_committed, rows_rejected, dead_lettered) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chunk_id) DO NOTHING",
+            [chunk.chunk_id, chunk.source_id, timezone.now(), rows, rejected, dead_lettered],
+        )
+        return cursor.rowcount == 1
+
+
+def _update_gpu_counters(values: list[SampleValues]) -> None:
+    """Add this chunk's samples to each GPU's exact counters and first/last seen.
+
+    Rows are locked in id order, so two collectors touching the same GPUs cannot deadlock.
+    """
+    counts: Counter[int] = Counter()
+    first: dict[int, datetime] = {}
+    last: dict[int, datetime] = {}
+    for value in values:
+        gpu_id, timestamp = value.gpu_id, value.timestamp
+        counts[gpu_id] += 1
+        if gpu_id not in first or timestamp < first[gpu_id]:
+            first[gpu_id] = timestamp
+        if gpu_id not in last or timestamp > last[gpu_id]:
+            last[gpu_id] = timestamp
+    gpus = list(Gpu.objects.select_for_update().filter(pk__in=counts).order_by("pk"))
+    for gpu in gpus:
+        gpu.sample_count += counts[gpu.pk]
+        if gpu.first_seen is None or first[gpu.pk] < gpu.first_seen:
+            gpu.first_seen = first[gpu.pk]
+        if gpu.last_seen is None or last[gpu.pk] > gpu.last_seen:
+            gpu.last_seen = last[gpu.pk]
+    Gpu.objects.bulk_update(gpus, ["sample_count", "first_seen", "last_seen"], batch_size=500)
+
+
+def _add_tallies(chunk_id: str, values: list[SampleValues], rejected: int) -> None:
+    additions: Counter[str] = Counter(Tally.metric_key(value.metric_id) for value in values)
+    if rejected:
+        additions[Tally.REJECTED] += rejected
+    if not additions:
+        return
+    stripe = zlib.crc32(chunk_id.encode()) % Tally.STRIPES
+    names = sorted(additions)  # a fixed order, so concurrent upserts cannot deadlock
+    placeholders = ", ".join(["(%s, %s, %s)"] * len(names))
+    parameters: list[object] = []
+    for name in names:
+        parameters += [name, stripe, additions[name]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO ingest_tally (name, stripe, value) VALUES {placeholders} "
+            "ON CONFLICT (name, stripe) DO UPDATE SET value = ingest_tally.value + excluded.value",
+            parameters,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    attempts: int
+    last_error: str
+
+
+def count_attempt(chunk_id: str) -> Attempt:
+    """Count one more delivery of ``chunk_id`` that started processing, committed at once."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ingest_chunkattempt (chunk_id, attempts, last_error, updated_at) "
+            "VALUES (%s, 1, '', %s) ON CONFLICT (chunk_id) DO UPDATE "
+            "SET attempts = ingest_chunkattempt.attempts + 1, updated_at = excluded.updated_at "
+            "RETURNING attempts, last_error",
+            [chunk_id, timezone.now()],
+        )
+        attempts, last_error = cursor.fetchone()
+    return Attempt(attempts, last_error)
+
+
+def record_failure(payload: object, error: BaseException) -> None:
+    """Keep the reason a chunk failed, for the dead letter it may become."""
+    chunk_id = payload.get("id") if isinstance(payload, dict) else None
+    if isinstance(chunk_id, str):
+        ChunkAttempt.objects.filter(pk=chunk_id).update(
+            last_error=f"{type(error).__name__}: {error}"[:2000]
+        )
+
+
+def dead_letter_chunk(
+    chunk: Chunk, payload: object, reason: str, attempts: int
+) -> CollectResult:
+    """Store the chunk whole and mark it done in the ledger, so it is not re-published."""
+    with transaction.atomic():
+        if not _claim_ledger(chunk, 0, 0, dead_lettered=True):
+            return CollectResult(chunk.chunk_id, "duplicate")
+        DeadLetter.objects.create(
+            chunk_id=chunk.chunk_id,
+            source_id=chunk.source_id,
+            payload=_pack(payload),
+            reason=reason,
+            attempts=attempts,
+        )
+        ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
+    logger.warning("chunk %s dead-lettered: %s", chunk.chunk_id, reason)
+    return CollectResult(chunk.chunk_id, "dead-letter")
+
+
+def dead_letter_payload(
+    payload: object, reason: str, *, chunk_id: str, source_id: int | None
+) -> CollectResult:
+    DeadLetter.objects.create(
+        chunk_id=chunk_id, source_id=source_id, payload=_pack(payload), reason=reason
+    )
+    logger.warning("unreadable collect message dead-lettered: %s", reason)
+    return CollectResult(chunk_id or "?", "dead-letter")
+
+
+def _pack(payload: object) -> bytes:
+    return bytes(msgpack.packb(payload, default=repr, use_bin_type=True))

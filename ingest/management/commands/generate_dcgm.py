@@ -1,0 +1,175 @@
+"""``manage.py generate_dcgm``: write a synthetic DCGM metrics CSV for load tests and demos.
+
+The generator lives in ``ingest.dcgm_generator``; this command only turns flags into a
+``GeneratorSpec`` and reports errors against the flag the user typed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+from datetime import datetime
+from typing import Any, BinaryIO, Final
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ingest.dcgm_generator import (
+    METRIC_NAMES,
+    GeneratorSpec,
+    InvalidSpecError,
+    write_dcgm_csv,
+)
+
+_DEFAULTS: Final = GeneratorSpec()
+_STDOUT_PATH: Final = "-"
+
+# Spec field -> the flag that sets it, so a spec error names what the user typed.
+_FLAG_FOR_FIELD: Final = {
+    "hosts": "--hosts",
+    "gpus_per_host": "--gpus-per-host",
+    "metrics": "--metrics",
+    "timesteps": "--timesteps",
+    "interval_seconds": "--interval",
+    "start": "--start",
+    "rows": "--rows",
+    "seed": "--seed",
+    "workload_fraction": "--workload-fraction",
+}
+
+_DURATION_SYNTAX: Final = re.compile(r"(?:\d+[dhms])+")
+_DURATION_PART: Final = re.compile(r"(\d+)([dhms])")
+_SECONDS_PER_UNIT: Final = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+class Command(BaseCommand):
+    help = (
+        "Write a synthetic NVIDIA DCGM metrics CSV in the layout of the reference export: "
+        "one row per (host, GPU, metric) per timestep, deterministic for a given seed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("output", metavar="OUTPUT", help="file to write, or - for stdout")
+        parser.add_argument(
+            "--hosts", type=int, default=_DEFAULTS.hosts, help="number of hosts (default 31)"
+        )
+        parser.add_argument(
+            "--gpus-per-host",
+            type=int,
+            default=_DEFAULTS.gpus_per_host,
+            help="GPUs on each host (default 8)",
+        )
+        parser.add_argument(
+            "--metrics",
+            type=int,
+            default=_DEFAULTS.metrics,
+            help=f"how many metrics, 1 to {len(METRIC_NAMES)}; the reference's ten come first",
+        )
+        span = parser.add_mutually_exclusive_group()
+        span.add_argument(
+            "--timesteps",
+            type=int,
+            help="number of sampling instants (default: enough for --rows, else 1)",
+        )
+        span.add_argument(
+            "--duration",
+            help="time span to cover instead of --timesteps, e.g. 90s, 30m, 1h, 1h30m",
+        )
+        parser.add_argument(
+            "--interval",
+            type=int,
+            default=_DEFAULTS.interval_seconds,
+            help="seconds between timesteps (default 10)",
+        )
+        parser.add_argument(
+            "--start",
+            help="first timestamp, RFC 3339 with a zone (default 2025-07-18T20:42:34Z)",
+        )
+        parser.add_argument("--rows", type=int, help="stop after exactly this many data rows")
+        parser.add_argument(
+            "--seed", type=int, default=_DEFAULTS.seed, help="random seed (default 1)"
+        )
+        parser.add_argument(
+            "--workload-fraction",
+            type=float,
+            default=_DEFAULTS.workload_fraction,
+            help="share of GPUs, 0 to 1, whose rows name a namespace, pod and container",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        spec = _spec_from_options(options)
+        output: str = options["output"]
+        if output == _STDOUT_PATH:
+            rows = _write(sys.stdout.buffer, spec)
+            destination = "stdout"
+        else:
+            try:
+                with open(output, "wb") as stream:
+                    rows = _write(stream, spec)
+            except OSError as error:
+                raise CommandError(f"cannot write {output}: {error.strerror}") from error
+            destination = output
+        self.stderr.write(
+            f"wrote {rows} rows to {destination} "
+            f"({spec.hosts} hosts, {spec.gpu_count} GPUs, {spec.metrics} metrics)",
+            # Plain text: stderr's default style would paint this summary as an error.
+            style_func=lambda message: message,
+        )
+
+
+def _write(stream: BinaryIO, spec: GeneratorSpec) -> int:
+    rows = write_dcgm_csv(stream, spec)
+    stream.flush()
+    return rows
+
+
+def _spec_from_options(options: dict[str, Any]) -> GeneratorSpec:
+    if options["timesteps"] is not None and options["duration"] is not None:
+        raise CommandError("--timesteps and --duration are alternatives; give one of them")
+    start = _DEFAULTS.start if options["start"] is None else _parse_start(options["start"])
+    try:
+        spec = GeneratorSpec(
+            hosts=options["hosts"],
+            gpus_per_host=options["gpus_per_host"],
+            metrics=options["metrics"],
+            timesteps=options["timesteps"],
+            interval_seconds=options["interval"],
+            start=start,
+            rows=options["rows"],
+            seed=options["seed"],
+            workload_fraction=options["workload_fraction"],
+        )
+    except InvalidSpecError as error:
+        raise CommandError(f"{_FLAG_FOR_FIELD[error.field_name]} {error.problem}") from error
+    if options["duration"] is None:
+        return spec
+    # Every sample instant strictly inside the span: 90s at a 60 s interval is 2 timesteps.
+    duration_seconds = _parse_duration_seconds(options["duration"])
+    timesteps = math.ceil(duration_seconds / spec.interval_seconds)
+    return dataclasses.replace(spec, timesteps=timesteps)
+
+
+def _parse_start(text: str) -> datetime:
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(
+            f"--start {text!r} is not an RFC 3339 time such as 2025-07-18T20:42:34Z"
+        ) from None
+    if start.utcoffset() is None:
+        raise CommandError(
+            f"--start {text!r} has no time zone; append Z or an offset such as +02:00"
+        )
+    return start
+
+
+def _parse_duration_seconds(text: str) -> int:
+    if not _DURATION_SYNTAX.fullmatch(text):
+        raise CommandError(f"--duration {text!r} is not a duration such as 90s, 30m, 1h or 1h30m")
+    seconds = sum(
+        int(amount) * _SECONDS_PER_UNIT[unit] for amount, unit in _DURATION_PART.findall(text)
+    )
+    if seconds == 0:
+        raise CommandError("--duration must be longer than zero")
+    return seconds

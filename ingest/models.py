@@ -1,0 +1,321 @@
+"""The telemetry data model and the pipeline's delivery state.
+
+Samples are the one table that grows to billions of rows, so a sample row holds only small
+integer references, a time and a value; everything that repeats (GPU identity and labels,
+metric names, workload attribution) lives in its own small table. Sample references carry
+no database foreign-key constraints: they halve COPY speed, and the collector guarantees
+integrity by creating every referenced row before the samples.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+DEFAULT_SITE = "default"
+
+
+class Metric(models.Model):
+    """A DCGM field such as ``DCGM_FI_DEV_GPU_UTIL``; samples refer to it by a small id."""
+
+    id = models.SmallAutoField(primary_key=True)
+    name = models.CharField(max_length=128, unique=True)
+    unit = models.CharField(max_length=32, blank=True)
+    help = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Gpu(models.Model):
+    """One physical GPU. Its identity is the uuid: index and device repeat across hosts.
+
+    ``sample_count``, ``first_seen`` and ``last_seen`` are maintained by the collector in the
+    same transaction as the samples, so they are exact and the API never counts samples.
+    """
+
+    id = models.AutoField(primary_key=True)
+    uuid = models.CharField(max_length=64, unique=True)
+    gpu_index = models.PositiveSmallIntegerField()
+    device = models.CharField(max_length=32)
+    model_name = models.CharField(max_length=128)
+    hostname = models.CharField(max_length=255)
+    labels = models.JSONField(default=dict, blank=True)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    sample_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["hostname", "gpu_index"]
+        indexes = [models.Index(fields=["hostname", "gpu_index"], name="ingest_gpu_host_index")]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}/{self.device} ({self.uuid})"
+
+
+class Workload(models.Model):
+    """The Kubernetes workload a sample was attributed to; most DCGM rows have none."""
+
+    id = models.AutoField(primary_key=True)
+    namespace = models.CharField(max_length=255, blank=True)
+    pod = models.CharField(max_length=255, blank=True)
+    container = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "pod", "container"], name="ingest_workload_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.pod}/{self.container}"
+
+
+class Sample(models.Model):
+    """One metric value of one GPU at one time.
+
+    On PostgreSQL the table is range-partitioned by day on ``timestamp`` and its primary key
+    is ``(id, timestamp)``; Django still treats ``id`` as the key (the admin needs a single
+    column). The table is created by hand in the first migration for that reason.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    timestamp = models.DateTimeField()
+    value = models.FloatField()
+    gpu = models.ForeignKey(
+        Gpu, models.DO_NOTHING, db_constraint=False, db_index=False, related_name="samples"
+    )
+    metric = models.ForeignKey(Metric, models.DO_NOTHING, db_constraint=False, db_index=False)
+    workload = models.ForeignKey(
+        Workload, models.DO_NOTHING, db_constraint=False, db_index=False, null=True, blank=True
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["gpu", "timestamp"], name="ingest_sample_gpu_time")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_id}/{self.metric_id}@{self.timestamp.isoformat()}={self.value}"
+
+
+class StreamSource(models.Model):
+    """A CSV file or http(s) URL streamed into the pipeline by beat-scheduled stream ticks."""
+
+    class TimestampMode(models.TextChoices):
+        PROCESSING = "processing", "stamp rows with the time they are processed"
+        SOURCE = "source", "keep the CSV's own timestamps"
+
+    class Pace(models.TextChoices):
+        PACED = "paced", "one batch per interval"
+        FAST = "fast", "as many batches as the bounds allow"
+
+    name = models.SlugField(max_length=100, unique=True)
+    location = models.CharField(max_length=2048, help_text="A file path or an http(s) URL.")
+    batch_size = models.PositiveIntegerField(default=1000, help_text="Rows per chunk.")
+    interval_seconds = models.PositiveIntegerField(default=5, help_text="Seconds between ticks.")
+    loop = models.BooleanField(default=False, help_text="Start again at the end of the file.")
+    timestamp_mode = models.CharField(
+        max_length=16, choices=TimestampMode.choices, default=TimestampMode.PROCESSING
+    )
+    pace = models.CharField(max_length=8, choices=Pace.choices, default=Pace.PACED)
+    shards = models.PositiveSmallIntegerField(default=1)
+    site = models.SlugField(max_length=64, default=DEFAULT_SITE)
+    enabled = models.BooleanField(default=True, help_text="Off: paused.")
+    scheduled = models.BooleanField(
+        default=True,
+        help_text="Ticked by beat. One-shot imports (import_csv) publish their own ticks.",
+    )
+    columns = models.JSONField(default=list, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    throttled_ticks = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def stream_queue(self) -> str:
+        return stream_queue_for_site(self.site)
+
+    @property
+    def is_url(self) -> bool:
+        return self.location.startswith(("http://", "https://"))
+
+
+def stream_queue_for_site(site: str) -> str:
+    """Streamers of the default site consume ``stream``; an edge site its own queue."""
+    return "stream" if site == DEFAULT_SITE else f"stream.{site}"
+
+
+class StreamCursor(models.Model):
+    """How far one byte-range shard of a source has been streamed.
+
+    ``position`` is the byte offset of the next unread line and ``next_line`` its line number
+    (the header is line 1), so a tick resumes with a seek, never a re-scan.
+    """
+
+    source = models.ForeignKey(StreamSource, models.CASCADE, related_name="cursors")
+    shard = models.PositiveSmallIntegerField()
+    start_offset = models.BigIntegerField()
+    end_offset = models.BigIntegerField(null=True, blank=True, help_text="Null: end of file.")
+    start_line = models.BigIntegerField()
+    position = models.BigIntegerField()
+    next_line = models.BigIntegerField()
+    pass_number = models.PositiveIntegerField(default=1)
+    rows_streamed = models.BigIntegerField(default=0)
+    finished = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["source_id", "shard"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "shard"], name="ingest_cursor_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.shard} @ {self.position} (pass {self.pass_number})"
+
+
+class OutstandingChunk(models.Model):
+    """A chunk recorded by a streamer and not yet seen in the ledger.
+
+    It is recorded in the same transaction that advances the cursor, published after that
+    commit, and published again with the same id and stamp until a collector commits it.
+    """
+
+    cursor = models.ForeignKey(StreamCursor, models.CASCADE, related_name="outstanding")
+    pass_number = models.PositiveIntegerField()
+    start_offset = models.BigIntegerField()
+    end_offset = models.BigIntegerField()
+    first_line = models.BigIntegerField()
+    line_count = models.PositiveIntegerField()
+    stamp = models.DateTimeField(null=True, blank=True, help_text="Null in source-time mode.")
+    published_at = models.DateTimeField()
+    publish_count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["cursor_id", "pass_number", "start_offset"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cursor", "pass_number", "start_offset"], name="ingest_outstanding_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.start_offset}-{self.end_offset} of cursor {self.cursor_id}"
+
+
+def chunk_id_for(source_id: int, shard: int, pass_number: int, start_offset: int) -> str:
+    """The chunk's identity: the same bytes of the same pass always get the same id."""
+    return f"{source_id}:{shard}:{pass_number}:{start_offset}"
+
+
+class IngestedChunk(models.Model):
+    """The ledger: one row per chunk, inserted in the transaction that writes its samples.
+
+    Its primary key is what makes a redelivered or re-published chunk harmless.
+    """
+
+    chunk_id = models.CharField(max_length=100, primary_key=True)
+    source = models.ForeignKey(
+        StreamSource, models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    committed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    rows_committed = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    dead_lettered = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["source"], name="ingest_ledger_source")]
+
+    def __str__(self) -> str:
+        return self.chunk_id
+
+
+class ChunkAttempt(models.Model):
+    """How many deliveries of a chunk started processing; survives redelivery.
+
+    Counted in its own transaction before the work, so a worker killed by the chunk itself
+    (say, out of memory) still leaves a mark, and a chunk that keeps failing is dead-lettered.
+    """
+
+    chunk_id = models.CharField(max_length=100, primary_key=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.chunk_id} x{self.attempts}"
+
+
+class RejectedRow(models.Model):
+    """A CSV line that did not become a sample, with where it came from and why."""
+
+    source = models.ForeignKey(
+        StreamSource, models.SET_NULL, db_constraint=False, null=True, related_name="+"
+    )
+    chunk_id = models.CharField(max_length=100)
+    line_number = models.BigIntegerField()
+    raw_line = models.TextField()
+    reason = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["source", "line_number"], name="ingest_rejected_line")]
+
+    def __str__(self) -> str:
+        return f"line {self.line_number}: {self.reason}"
+
+
+class DeadLetter(models.Model):
+    """A collect message kept whole because it cannot be processed; replayable from the admin."""
+
+    chunk_id = models.CharField(max_length=100, blank=True)
+    source = models.ForeignKey(
+        StreamSource, models.SET_NULL, db_constraint=False, null=True, related_name="+"
+    )
+    payload = models.BinaryField()
+    reason = models.TextField()
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.chunk_id or self.pk}: {self.reason[:60]}"
+
+
+class Tally(models.Model):
+    """Striped counters (per metric, rejected rows) that /stats sums instead of counting rows.
+
+    Each chunk adds to one stripe chosen from its id, so concurrent collectors rarely update
+    the same row and no single counter row serialises every commit.
+    """
+
+    STRIPES = 16
+    REJECTED = "rejected"
+
+    name = models.CharField(max_length=140)
+    stripe = models.PositiveSmallIntegerField()
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "stripe"], name="ingest_tally_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.stripe}]={self.value}"
+
+    @staticmethod
+    def metric_key(metric_id: int) -> str:
+        return f"metric:{metric_id}"

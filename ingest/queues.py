@@ -1,0 +1,41 @@
+"""The broker side of the pipeline: queue names, depth and publishing of chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Connection
+
+from telemetry_project.celery import app
+
+COLLECT_QUEUE = "collect"
+COLLECT_TASK = "ingest.collect"
+
+
+def queue_depth(queue: str, connection: Connection | None = None) -> int:
+    """Messages waiting in ``queue`` (a passive declare: works on Redis and the filesystem)."""
+    if connection is None:
+        with app.connection_for_read() as fresh:
+            return queue_depth(queue, fresh)
+    channel = connection.default_channel
+    try:
+        return int(channel.queue_declare(queue=queue, passive=True).message_count)
+    except channel.connection.channel_errors:
+        return 0  # never declared yet: nothing was ever published to it
+
+
+def publish_chunk(payload: dict[str, Any], connection: Connection) -> None:
+    app.send_task(
+        COLLECT_TASK,
+        args=[payload],
+        queue=COLLECT_QUEUE,
+        serializer="msgpack",
+        connection=connection,
+    )
+
+
+def check_broker(timeout: float = 2.0) -> None:
+    """Raise if the broker cannot be reached within ``timeout`` seconds."""
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+        queue_depth(COLLECT_QUEUE, connection)

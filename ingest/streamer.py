@@ -1,0 +1,251 @@
+"""One stream tick: decide which chunks of a source to publish, record them, publish them.
+
+The two-phase cursor: in one transaction, holding the cursor row (skip-locked, so any number
+of streamers are safe), the tick confirms chunks the ledger now holds, picks stale ones to
+publish again, records the new chunks as outstanding and advances the cursor. Publishing
+happens after that commit and never under the lock. A streamer killed at any point between
+leaves outstanding chunks that a later tick publishes again with the same id and stamp, and
+the ledger makes any copy harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ingest import faults
+from ingest.chunks import Chunk
+from ingest.models import (
+    IngestedChunk,
+    OutstandingChunk,
+    StreamCursor,
+    StreamSource,
+    chunk_id_for,
+)
+from ingest.queues import COLLECT_QUEUE, publish_chunk, queue_depth
+from ingest.reader import SourceError, open_at, read_header, read_line_runs, read_range, shard_bounds
+from telemetry_project.celery import app
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for logs and tests."""
+
+    published: int = 0
+    republished: int = 0
+    confirmed: int = 0
+    throttled: bool = False
+    finished: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        flags = " throttled" if self.throttled else ""
+        flags += " finished" if self.finished else ""
+        return (
+            f"published={self.published} republished={self.republished} "
+            f"confirmed={self.confirmed}{flags} {' '.join(self.notes)}".strip()
+        )
+
+
+def record_source_error(source_id: int, message: str) -> None:
+    # update(), not save(): the beat schedule does not depend on these fields.
+    StreamSource.objects.filter(pk=source_id).update(
+        last_error=message[:2000], last_error_at=timezone.now()
+    )
+    logger.error("source %s: %s", source_id, message)
+
+
+def prepare_source(source: StreamSource) -> list[StreamCursor]:
+    """Read the header and lay out the shards the first time a source is streamed."""
+    cursors = list(source.cursors.all())
+    if cursors:
+        return cursors
+    header = read_header(source.location)
+    shards = 1 if source.is_url else source.shards
+    bounds = shard_bounds(source.location, header.data_start, shards)
+    with transaction.atomic():
+        locked = StreamSource.objects.select_for_update().get(pk=source.pk)
+        cursors = list(locked.cursors.all())
+        if cursors:  # another streamer prepared it while we read the file
+            return cursors
+        StreamSource.objects.filter(pk=source.pk).update(columns=list(header.layout.names))
+        source.columns = list(header.layout.names)
+        return [
+            StreamCursor.objects.create(
+                source=source,
+                shard=shard,
+                start_offset=bound.start_offset,
+                end_offset=bound.end_offset,
+                start_line=bound.start_line,
+                position=bound.start_offset,
+                next_line=bound.start_line,
+            )
+            for shard, bound in enumerate(bounds)
+        ]
+
+
+def stream_tick(source_id: int, shard: int | None = None) -> TickReport:
+    """The body of the ``ingest.stream`` task."""
+    report = TickReport()
+    source = StreamSource.objects.filter(pk=source_id).first()
+    if source is None or not source.enabled:
+        report.notes.append("source missing or disabled")
+        return report
+    try:
+        cursors = prepare_source(source)
+    except SourceError as error:
+        record_source_error(source.pk, str(error))
+        report.notes.append("source error")
+        return report
+    if shard is None and len(cursors) > 1:
+        # Fan the shards out, so every idle streamer can take one.
+        for cursor in cursors:
+            app.send_task(
+                "ingest.stream",
+                args=[source.pk, cursor.shard],
+                queue=source.stream_queue,
+                expires=source.interval_seconds,
+            )
+        report.notes.append(f"fanned out {len(cursors)} shards")
+        return report
+    target = next((c for c in cursors if shard is None or c.shard == shard), None)
+    if target is None:
+        report.notes.append(f"no shard {shard}")
+        return report
+    try:
+        _tick_cursor(source, target.pk, report)
+    except SourceError as error:
+        record_source_error(source.pk, str(error))
+        report.notes.append("source error")
+        return report
+    if source.last_error:
+        StreamSource.objects.filter(pk=source.pk).update(last_error="", last_error_at=None)
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    outstanding: OutstandingChunk
+    data: bytes | None  # already read while planning; None = read again from the source
+
+
+def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> None:
+    limits = settings.TELEMETRY
+    now = timezone.now()
+    with app.pool.acquire(block=True) as broker:
+        with transaction.atomic():
+            cursor = (
+                StreamCursor.objects.select_for_update(skip_locked=True)
+                .filter(pk=cursor_id)
+                .first()
+            )
+            if cursor is None:
+                report.notes.append("cursor busy")
+                return
+            remaining = _confirm(cursor, report)
+            depth_room = limits["COLLECT_QUEUE_MAX_DEPTH"] - queue_depth(COLLECT_QUEUE, broker)
+            stale_before = now - timedelta(seconds=limits["REPUBLISH_AFTER_SECONDS"])
+            stale = [chunk for chunk in remaining if chunk.published_at < stale_before]
+            again = stale[: max(depth_room, 0)]
+            for chunk in again:
+                chunk.published_at = now
+                chunk.publish_count += 1
+            OutstandingChunk.objects.bulk_update(again, ["published_at", "publish_count"])
+            depth_room -= len(again)
+
+            budget = min(limits["MAX_OUTSTANDING_CHUNKS"] - len(remaining), depth_room)
+            if source.pace == StreamSource.Pace.PACED:
+                budget = min(budget, 1)
+            planned = [_Planned(chunk, None) for chunk in again]
+            if not cursor.finished:
+                if budget <= 0:
+                    report.throttled = True
+                    StreamSource.objects.filter(pk=source.pk).update(
+                        throttled_ticks=F("throttled_ticks") + 1
+                    )
+                else:
+                    stamp = now if source.timestamp_mode == source.TimestampMode.PROCESSING else None
+                    planned += _advance(source, cursor, budget, stamp, now)
+            report.finished = cursor.finished
+        faults.fault_point(faults.STREAMER_AFTER_RECORD)
+        for item in planned:
+            _publish(source, cursor, item, broker)
+        report.republished = len(again)
+        report.published = len(planned) - len(again)
+        faults.fault_point(faults.STREAMER_AFTER_PUBLISH)
+
+
+def _confirm(cursor: StreamCursor, report: TickReport) -> list[OutstandingChunk]:
+    """Forget outstanding chunks the ledger holds; return those still unconfirmed."""
+    outstanding = list(cursor.outstanding.all())
+    if not outstanding:
+        return []
+    ids = {_chunk_id(cursor, chunk): chunk for chunk in outstanding}
+    done = set(IngestedChunk.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    if done:
+        OutstandingChunk.objects.filter(pk__in=[ids[chunk_id].pk for chunk_id in done]).delete()
+    report.confirmed = len(done)
+    return [chunk for chunk_id, chunk in ids.items() if chunk_id not in done]
+
+
+def _advance(
+    source: StreamSource, cursor: StreamCursor, budget: int, stamp: datetime | None, now: datetime
+) -> list[_Planned]:
+    """Read up to ``budget`` chunks from the cursor, record them and move the cursor on."""
+    planned: list[_Planned] = []
+    with open_at(source.location, cursor.position) as stream:
+        for run, data in read_line_runs(
+            stream, cursor.position, cursor.end_offset, source.batch_size, budget
+        ):
+            chunk = OutstandingChunk.objects.create(
+                cursor=cursor,
+                pass_number=cursor.pass_number,
+                start_offset=run.start,
+                end_offset=run.end,
+                first_line=cursor.next_line,
+                line_count=run.line_count,
+                stamp=stamp,
+                published_at=now,
+            )
+            planned.append(_Planned(chunk, data))
+            cursor.position = run.end
+            cursor.next_line += run.line_count
+            cursor.rows_streamed += run.line_count
+    if len(planned) < budget:  # the shard is exhausted
+        if source.loop:
+            cursor.pass_number += 1
+            cursor.position = cursor.start_offset
+            cursor.next_line = cursor.start_line
+        else:
+            cursor.finished = True
+    cursor.save(update_fields=["position", "next_line", "rows_streamed", "pass_number", "finished"])
+    return planned
+
+
+def _chunk_id(cursor: StreamCursor, chunk: OutstandingChunk) -> str:
+    return chunk_id_for(cursor.source_id, cursor.shard, chunk.pass_number, chunk.start_offset)
+
+
+def _publish(source: StreamSource, cursor: StreamCursor, item: _Planned, broker: object) -> None:
+    chunk = item.outstanding
+    data = item.data
+    if data is None:
+        data = read_range(source.location, chunk.start_offset, chunk.end_offset)
+    message = Chunk(
+        chunk_id=_chunk_id(cursor, chunk),
+        source_id=source.pk,
+        first_line=chunk.first_line,
+        line_count=chunk.line_count,
+        columns=tuple(source.columns),
+        stamp=chunk.stamp,
+        data=data,
+    )
+    publish_chunk(message.to_payload(), broker)

@@ -1,0 +1,97 @@
+"""The pipeline's Celery tasks: stream ticks (streamers) and chunk commits (collectors).
+
+Both are idempotent, which is what makes ``acks_late`` safe: a stream tick works from the
+cursor in the database, and a collect task from the ledger. Arguments are plain data.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import date, timedelta
+
+import kombu.exceptions
+import redis.exceptions
+from celery import Task, shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from ingest import collector, partitions, streamer
+
+logger = logging.getLogger(__name__)
+
+# Failures of the infrastructure, not of the chunk: retried without limit (with backoff), and
+# never counted towards dead-lettering. The streamer re-publishing is the last line behind.
+INFRASTRUCTURE_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+def backoff_seconds(retries: int) -> float:
+    """Capped exponential backoff with jitter, so recovering collectors do not stampede."""
+    cap = settings.TELEMETRY["RETRY_BACKOFF_MAX_SECONDS"]
+    return min(cap, 0.5 * 2**retries) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter only)
+
+
+@shared_task(name="ingest.stream", bind=True, acks_late=True, ignore_result=True)
+def stream(self: Task, source_id: int, shard: int | None = None) -> str:
+    """Publish the next chunks of a source (or fan its shards out to other streamers)."""
+    try:
+        report = streamer.stream_tick(source_id, shard)
+    except INFRASTRUCTURE_ERRORS as error:
+        # The next beat tick is the retry: ticks are periodic and expire, so none is kept.
+        logger.warning("stream tick for source %s skipped: %s", source_id, error)
+        return f"skipped: {error}"
+    logger.info("stream source=%s shard=%s %s", source_id, shard, report)
+    return str(report)
+
+
+@shared_task(
+    name="ingest.collect",
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=None,
+)
+def collect(self: Task, payload: object) -> str:
+    """Commit one chunk exactly once; retry outages, dead-letter what keeps failing."""
+    try:
+        result = collector.collect(payload)
+    except INFRASTRUCTURE_ERRORS as error:
+        countdown = backoff_seconds(self.request.retries)
+        logger.warning("collect: infrastructure error, retry in %.1fs: %s", countdown, error)
+        raise self.retry(exc=error, countdown=countdown) from error
+    except Exception as error:
+        # A failure of this chunk's own making: counted (count_attempt) and retried, until
+        # the attempt limit turns the next delivery into a dead letter.
+        logger.exception("collect: chunk failed")
+        _note_failure(payload, error)
+        raise self.retry(exc=error, countdown=backoff_seconds(self.request.retries)) from error
+    logger.info("collect %s", result)
+    return str(result)
+
+
+def _note_failure(payload: object, error: BaseException) -> None:
+    try:
+        collector.record_failure(payload, error)
+    except INFRASTRUCTURE_ERRORS:
+        logger.warning("could not record the failure of a chunk: database unreachable")
+
+
+@shared_task(name="ingest.maintain_partitions", ignore_result=True)
+def maintain_partitions() -> str:
+    """Create the coming days' sample partitions and drop those past retention."""
+    today = timezone.now().date()
+    ahead = settings.TELEMETRY["PARTITIONS_AHEAD_DAYS"]
+    partitions.ensure_partitions(today + timedelta(days=offset) for offset in range(ahead + 1))
+    retention_days = settings.TELEMETRY["RETENTION_DAYS"]
+    dropped: list[str] = []
+    if retention_days:
+        cutoff: date = today - timedelta(days=retention_days)
+        dropped = partitions.drop_partitions_before(cutoff)
+    return f"partitions ensured through +{ahead} days; dropped {dropped}"

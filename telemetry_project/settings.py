@@ -1,0 +1,263 @@
+"""The one settings module, read from the environment.
+
+With no environment at all (apart from ``DJANGO_DEBUG=1``, which ``make run`` sets) the
+project runs embedded: SQLite and kombu's filesystem transport under ``var/``. Setting
+``DATABASE_URL`` (or the ``DB_*`` variables) and ``REDIS_URL`` switches the same processes to
+PostgreSQL and Redis. README.md lists every variable with its default.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from telemetry_project.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("TELEMETRY_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is required unless DJANGO_DEBUG=1"
+        )
+    SECRET_KEY = "development-only-key-never-used-in-production"  # noqa: S105 (DEBUG only)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "ingest",
+    "api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "telemetry_project.urls"
+WSGI_APPLICATION = "telemetry_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+# --- Database -----------------------------------------------------------------------------
+
+
+def _database() -> dict[str, Any]:
+    url = env_secret("DATABASE_URL")
+    if url:
+        config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=60))
+    elif env_str("DB_HOST"):
+        config = {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": env_str("DB_HOST"),
+            "PORT": env_int("DB_PORT", 5432, minimum=1),
+            "USER": env_str("DB_USER", "postgres"),
+            "PASSWORD": env_secret("DB_PASSWORD"),
+            "NAME": env_str("DB_NAME", "telemetry"),
+            "CONN_MAX_AGE": 60,
+        }
+    else:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        # Several processes (web, beat, streamer, collector) write: WAL lets readers run
+        # beside the writer, IMMEDIATE takes the write lock up front so two writers queue on
+        # the busy timeout instead of failing with "database is locked" half-way through.
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "telemetry.sqlite3",
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        options = config.setdefault("OPTIONS", {})
+        ssl_mode = env_str("DB_SSL_MODE")
+        if ssl_mode:
+            options["sslmode"] = ssl_mode
+        options.setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5, minimum=1))
+        config["CONN_HEALTH_CHECKS"] = True
+    if env_str("DB_TEST_NAME"):
+        config["TEST"] = {"NAME": env_str("DB_TEST_NAME")}
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+# --- Broker -------------------------------------------------------------------------------
+
+
+def _broker_url() -> str:
+    url = env_secret("CELERY_BROKER_URL") or env_secret("REDIS_URL")
+    if not url:
+        return "filesystem://"
+    password = env_secret("REDIS_PASSWORD")
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"}:
+        raise ImproperlyConfigured(f"the broker URL must be redis:// or rediss://, not {url!r}")
+    if password and not parts.password:
+        netloc = f":{quote(password, safe='')}@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+CELERY_BROKER_URL = _broker_url()
+BROKER_IS_FILESYSTEM = CELERY_BROKER_URL == "filesystem://"
+BROKER_FOLDER = VAR_DIR / "broker"
+
+if BROKER_IS_FILESYSTEM:
+    for folder in ("queue", "control"):
+        (BROKER_FOLDER / folder).mkdir(parents=True, exist_ok=True)
+    # The filesystem transport hands a message to exactly one consumer by renaming its file;
+    # it has no visibility timeout, so exactly-once rests on the ledger and the streamer's
+    # re-publishing of unconfirmed chunks (README, "Delivery guarantees").
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        "data_folder_in": str(BROKER_FOLDER / "queue"),
+        "data_folder_out": str(BROKER_FOLDER / "queue"),
+        "control_folder": str(BROKER_FOLDER / "control"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # An un-acked chunk (its worker died) returns to the queue after this many seconds.
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
+    }
+    if CELERY_BROKER_URL.startswith("rediss://"):
+        CELERY_BROKER_USE_SSL: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if env_str("REDIS_TLS_CA_FILE"):
+            CELERY_BROKER_USE_SSL["ssl_ca_certs"] = env_str("REDIS_TLS_CA_FILE")
+
+# Delivery settings: see DESIGN.md "Delivery semantics". A task is acked only after it has
+# committed (or dead-lettered) its chunk; a killed worker's message is redelivered.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "msgpack"
+CELERY_ACCEPT_CONTENT = ["msgpack", "json"]
+CELERY_TASK_DEFAULT_QUEUE = "collect"
+CELERY_TASK_ROUTES = {
+    "ingest.collect": {"queue": "collect"},
+    "ingest.stream": {"queue": "stream"},
+    "ingest.maintain_partitions": {"queue": "stream"},
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TIMEZONE = "UTC"
+
+
+# --- The pipeline -------------------------------------------------------------------------
+
+TELEMETRY = {
+    # Chunks a cursor may have published but not yet seen committed: the backpressure bound.
+    "MAX_OUTSTANDING_CHUNKS": env_int("MAX_OUTSTANDING_CHUNKS", 16, minimum=1),
+    # A stream tick publishes nothing while the collect queue holds this many messages.
+    "COLLECT_QUEUE_MAX_DEPTH": env_int("COLLECT_QUEUE_MAX_DEPTH", 64, minimum=1),
+    # An outstanding chunk not in the ledger after this long is published again.
+    "REPUBLISH_AFTER_SECONDS": env_float("REPUBLISH_AFTER_SECONDS", 120.0, minimum=0.1),
+    # A chunk whose own processing failed this many times becomes a dead letter.
+    "MAX_CHUNK_ATTEMPTS": env_int("MAX_CHUNK_ATTEMPTS", 5, minimum=1),
+    # Capped exponential backoff for a collect task that met a database or broker outage.
+    "RETRY_BACKOFF_MAX_SECONDS": env_float("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum=0.1),
+    # Samples older than this are rejected at ingest and their partitions dropped (0 = keep).
+    "RETENTION_DAYS": env_int("RETENTION_DAYS", 0, minimum=0),
+    # Days of partitions the daily maintenance creates ahead of time.
+    "PARTITIONS_AHEAD_DAYS": env_int("PARTITIONS_AHEAD_DAYS", 3, minimum=0),
+}
+
+
+# --- Web ----------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GPU telemetry API",
+    "DESCRIPTION": "NVIDIA DCGM telemetry streamed through Celery into PostgreSQL.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
