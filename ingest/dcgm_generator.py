@@ -349,7 +349,7 @@ class _FleetSimulation:
     """
 
     def __init__(self, gpus: Sequence[_Gpu], seed: int, interval_seconds: int) -> None:
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311  (reproducible synthetic data, not secrets)
         rand = self._rng.random
         self._models = [gpu.model for gpu in gpus]
         self._millijoules_per_watt = interval_seconds * _MILLIJOULES_PER_WATT_SECOND
@@ -447,7 +447,7 @@ class _FleetSimulation:
             ],
             "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": lambda: self._energy_mj,
             "DCGM_FI_DEV_FB_RESERVED": lambda: reserved_memory,
-            "DCGM_FI_PROF_GR_ENGINE_ACTIVE": lambda: [round(u * 0.0098, 3) for u in self._util],
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE": lambda: [round(u / 100.0, 3) for u in self._util],
             "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": lambda: self._util_ratio(self._tensor_share),
             "DCGM_FI_PROF_DRAM_ACTIVE": lambda: self._util_ratio(self._copy_share),
             "DCGM_FI_PROF_PCIE_TX_BYTES": lambda: self._pcie_bytes(1),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import sys
 from datetime import datetime
@@ -101,7 +102,13 @@ class Command(BaseCommand):
         spec = _spec_from_options(options)
         output: str = options["output"]
         if output == _STDOUT_PATH:
-            rows = _write(sys.stdout.buffer, spec)
+            try:
+                rows = _write(sys.stdout.buffer, spec)
+            except BrokenPipeError:
+                # The reader stopped early (``| head``): end quietly, as Unix filters do, and
+                # point stdout at /dev/null so the flush at interpreter exit cannot fail again.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
             destination = "stdout"
         else:
             try:

@@ -1,0 +1,20 @@
+"""The environment the test suite runs in, set before Django reads its settings.
+
+Loaded as a pytest plugin (``-p tests.environment`` in pyproject.toml), which pytest imports
+before pytest-django configures Django. Every value is a default: CI or a developer may point
+the suite elsewhere with the same variables. The Redis database number keeps tests away
+from a pipeline a developer runs on database 0.
+"""
+
+import os
+
+TEST_ENVIRONMENT = {
+    "DJANGO_SECRET_KEY": "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+    "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/telemetry",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "LOG_LEVEL": "WARNING",
+}
+
+for name, value in TEST_ENVIRONMENT.items():
+    os.environ.setdefault(name, value)
