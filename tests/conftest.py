@@ -84,16 +84,16 @@ class WorkerFactory:
     log_dir: Path
     workers: list[Worker] = field(default_factory=list)
 
-    def start(
-        self, role: str, queue: str, *, extra_env: dict[str, str] | None = None, wait: bool = True
+    def start_process(
+        self,
+        role: str,
+        command: list[str],
+        *,
+        ready: str = "",
+        extra_env: dict[str, str] | None = None,
     ) -> Worker:
-        index = len(self.workers)
-        log = self.log_dir / f"{role}-{index}.log"
-        command = [
-            sys.executable, "-m", "celery", "-A", "telemetry_project", "worker",
-            "-Q", queue, "-n", f"{role}{index}@%h", "--pool=solo", "--loglevel=INFO",
-            "--without-mingle", "--without-gossip", "--without-heartbeat",
-        ]  # fmt: skip
+        """Start one of the project's processes with the test environment, logging to a file."""
+        log = self.log_dir / f"{role}-{len(self.workers)}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
                 command,
@@ -105,20 +105,29 @@ class WorkerFactory:
             )
         worker = Worker(role, process, log)
         self.workers.append(worker)
-        if wait:
+        if ready:
             wait_for(
-                lambda: "ready." in worker.output() or process.poll() is not None,
+                lambda: ready in worker.output() or process.poll() is not None,
                 timeout=60,
-                what=f"{role} worker to start",
+                what=f"{role} to start",
             )
             assert process.poll() is None, worker.output()
         return worker
 
-    def streamer(self, **kwargs: object) -> Worker:
-        return self.start("streamer", "stream", **kwargs)  # type: ignore[arg-type]
+    def start(self, role: str, queue: str, *, extra_env: dict[str, str] | None = None) -> Worker:
+        """A ``celery worker`` on ``queue``, returned once it is ready for messages."""
+        command = [
+            sys.executable, "-m", "celery", "-A", "telemetry_project", "worker",
+            "-Q", queue, "-n", f"{role}{len(self.workers)}@%h", "--pool=solo",
+            "--loglevel=INFO", "--without-mingle", "--without-gossip", "--without-heartbeat",
+        ]  # fmt: skip
+        return self.start_process(role, command, ready="ready.", extra_env=extra_env)
 
-    def collector(self, **kwargs: object) -> Worker:
-        return self.start("collector", "collect", **kwargs)  # type: ignore[arg-type]
+    def streamer(self, extra_env: dict[str, str] | None = None) -> Worker:
+        return self.start("streamer", "stream", extra_env=extra_env)
+
+    def collector(self, extra_env: dict[str, str] | None = None) -> Worker:
+        return self.start("collector", "collect", extra_env=extra_env)
 
     def stop_all(self) -> None:
         for worker in self.workers:
