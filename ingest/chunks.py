@@ -53,9 +53,9 @@ class Chunk:
             data = zlib.decompress(payload["data"])
             chunk = cls(
                 chunk_id=str(payload["id"]),
-                source_id=int(payload["source"]),
-                first_line=int(payload["line"]),
-                line_count=int(payload["lines"]),
+                source_id=_whole_number(payload["source"]),
+                first_line=_whole_number(payload["line"]),
+                line_count=_whole_number(payload["lines"]),
                 columns=tuple(str(name) for name in payload["columns"]),
                 stamp=stamp,
                 data=data,
@@ -67,3 +67,10 @@ class Chunk:
         if not chunk.chunk_id or len(chunk.chunk_id) > 100:
             raise PayloadError("chunk id is missing or too long")
         return chunk
+
+
+def _whole_number(value: object) -> int:
+    # int() would truncate 3.7 and accept True; a chunk's numbers are exact or it is corrupt.
+    if type(value) is not int:
+        raise ValueError(f"{value!r} is not a whole number")
+    return value

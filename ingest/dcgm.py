@@ -30,6 +30,18 @@ OPTIONAL_COLUMNS = ("container", "pod", "namespace", "labels_raw")
 # cannot bloat the rejected-rows table.
 MAX_STORED_LINE_CHARS = 2000
 MAX_GPU_INDEX = 32767
+# The widths of the columns these fields are stored in (ingest.models); a longer value is
+# the row's fault and rejects that row, rather than failing its whole chunk at commit.
+MAX_FIELD_CHARS = {
+    "uuid": 64,
+    "metric_name": 128,
+    "device": 32,
+    "modelName": 128,
+    "Hostname": 255,
+    "namespace": 255,
+    "pod": 255,
+    "container": 255,
+}
 
 
 class HeaderError(ValueError):
@@ -53,6 +65,7 @@ class ColumnLayout:
     pod: int | None
     namespace: int | None
     labels: int | None
+    limited_fields: tuple[tuple[str, int], ...]  # (name, position) of width-limited fields
 
     @classmethod
     def from_names(cls, names: list[str] | tuple[str, ...]) -> ColumnLayout:
@@ -80,6 +93,9 @@ class ColumnLayout:
             pod=position.get("pod"),
             namespace=position.get("namespace"),
             labels=position.get("labels_raw"),
+            limited_fields=tuple(
+                (name, position[name]) for name in MAX_FIELD_CHARS if name in position
+            ),
         )
 
     @classmethod
@@ -156,12 +172,17 @@ def _parse_line(
         text = text[:-1]
     if not text.strip():
         raise _RowError("empty line")
+    if "\x00" in text:
+        raise _RowError("line contains a NUL byte")
     try:
         fields = next(csv.reader((text,), strict=True))
     except csv.Error as error:
         raise _RowError(f"malformed CSV: {error}") from None
     if len(fields) != len(layout.names):
         raise _RowError(f"expected {len(layout.names)} columns, found {len(fields)}")
+    for name, index in layout.limited_fields:
+        if len(fields[index]) > MAX_FIELD_CHARS[name]:
+            raise _RowError(f"{name} is longer than {MAX_FIELD_CHARS[name]} characters")
 
     timestamp_text = fields[layout.timestamp]
     timestamp = parsed_times.get(timestamp_text)

@@ -16,8 +16,9 @@ from typing import IO
 from ingest.dcgm import ColumnLayout, HeaderError
 
 BLOCK_SIZE = 1 << 20
-# A chunk ends at the first line boundary past this many bytes, whatever its line count, so
-# a file of enormous lines still makes messages the broker can carry.
+# A chunk ends at a line boundary once it holds this many bytes (checked per block read, so
+# it may exceed it by up to one block), whatever its line count: a file of enormous lines
+# still makes messages the broker can carry.
 MAX_CHUNK_BYTES = 16 << 20
 HTTP_TIMEOUT_SECONDS = 30
 

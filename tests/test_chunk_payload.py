@@ -187,10 +187,6 @@ def test_from_payload_rejects_a_non_integer_source(source: object) -> None:
         Chunk.from_payload(good_payload(source=source))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="int() truncates a float source: 3.7 is accepted as source 3 instead of refused",
-)
 def test_from_payload_rejects_a_fractional_source_number() -> None:
     with pytest.raises(PayloadError):
         Chunk.from_payload(good_payload(source=3.7))

@@ -287,11 +287,6 @@ def test_cuts_a_very_long_rejected_line() -> None:
     assert raw.endswith(f"... [{len(bad)} bytes]")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a NUL byte inside a quoted field is accepted into the row; PostgreSQL text "
-    "cannot hold NUL, so committing the chunk fails as a whole",
-)
 def test_rejects_a_nul_byte_in_a_text_field() -> None:
     bad = row_line(Hostname="mtv5-dgx1\x00-hgpu-031")
     assert_only_the_middle_line_rejected(parse_between_good_lines(bad), "NUL")
