@@ -39,7 +39,7 @@ class CollectResult:
         return f"{self.chunk_id}: {self.outcome} rows={self.rows} rejected={self.rejected}"
 
 
-class _AlreadyCommitted(Exception):
+class _AlreadyCommittedError(Exception):
     """Raised inside the transaction to roll it back when another delivery won the ledger."""
 
 
@@ -53,7 +53,7 @@ def collect(payload: object) -> CollectResult:
         return CollectResult(chunk.chunk_id, "duplicate")
 
     attempt = count_attempt(chunk.chunk_id)
-    if attempt.attempts > settings.TELEMETRY["MAX_CHUNK_ATTEMPTS"]:
+    if attempt.attempts > settings.MAX_CHUNK_ATTEMPTS:
         reason = f"failed {attempt.attempts - 1} times; last error: {attempt.last_error}"
         return dead_letter_chunk(chunk, payload, reason, attempt.attempts)
     try:
@@ -72,7 +72,7 @@ def _apply_time_policy(
     """Stamp rows with the chunk's processing time, and reject rows past retention."""
     if stamp is not None:
         rows = [row._replace(timestamp=stamp) for row in rows]
-    retention_days = settings.TELEMETRY["RETENTION_DAYS"]
+    retention_days = settings.RETENTION_DAYS
     if retention_days:
         cutoff = timezone.now() - timedelta(days=retention_days)
         kept = []
@@ -106,7 +106,7 @@ def _commit(chunk: Chunk, rows: list[SampleRow], rejected: list[RejectedLine]) -
     try:
         with transaction.atomic():
             if not _claim_ledger(chunk, len(values), len(rejected)):
-                raise _AlreadyCommitted
+                raise _AlreadyCommittedError
             write_samples(values)
             RejectedRow.objects.bulk_create(
                 [
@@ -124,7 +124,7 @@ def _commit(chunk: Chunk, rows: list[SampleRow], rejected: list[RejectedLine]) -
             _update_gpu_counters(values)
             _add_tallies(chunk.chunk_id, values, len(rejected))
             ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
-    except _AlreadyCommitted:
+    except _AlreadyCommittedError:
         return CollectResult(chunk.chunk_id, "duplicate")
     return CollectResult(chunk.chunk_id, "committed", len(values), len(rejected))
 
@@ -138,7 +138,7 @@ def _claim_ledger(chunk: Chunk, rows: int, rejected: int, *, dead_lettered: bool
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chunk_id) DO NOTHING",
             [chunk.chunk_id, chunk.source_id, timezone.now(), rows, rejected, dead_lettered],
         )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
 
 def _update_gpu_counters(values: list[SampleValues]) -> None:
@@ -175,7 +175,7 @@ def _add_tallies(chunk_id: str, values: list[SampleValues], rejected: int) -> No
     stripe = zlib.crc32(chunk_id.encode()) % Tally.STRIPES
     names = sorted(additions)  # a fixed order, so concurrent upserts cannot deadlock
     placeholders = ", ".join(["(%s, %s, %s)"] * len(names))
-    parameters: list[object] = []
+    parameters: list[str | int] = []
     for name in names:
         parameters += [name, stripe, additions[name]]
     with connection.cursor() as cursor:
@@ -215,9 +215,7 @@ def record_failure(payload: object, error: BaseException) -> None:
         )
 
 
-def dead_letter_chunk(
-    chunk: Chunk, payload: object, reason: str, attempts: int
-) -> CollectResult:
+def dead_letter_chunk(chunk: Chunk, payload: object, reason: str, attempts: int) -> CollectResult:
     """Store the chunk whole and mark it done in the ledger, so it is not re-published."""
     with transaction.atomic():
         if not _claim_ledger(chunk, 0, 0, dead_lettered=True):

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu import Connection
 
 from ingest import faults
 from ingest.chunks import Chunk
@@ -29,7 +30,14 @@ from ingest.models import (
     chunk_id_for,
 )
 from ingest.queues import COLLECT_QUEUE, publish_chunk, queue_depth
-from ingest.reader import SourceError, open_at, read_header, read_line_runs, read_range, shard_bounds
+from ingest.reader import (
+    SourceError,
+    open_at,
+    read_header,
+    read_line_runs,
+    read_range,
+    shard_bounds,
+)
 from telemetry_project.celery import app
 
 logger = logging.getLogger(__name__)
@@ -138,9 +146,8 @@ class _Planned:
 
 
 def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> None:
-    limits = settings.TELEMETRY
     now = timezone.now()
-    with app.pool.acquire(block=True) as broker:
+    with app.connection_for_write() as broker:
         with transaction.atomic():
             cursor = (
                 StreamCursor.objects.select_for_update(skip_locked=True)
@@ -151,8 +158,8 @@ def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> No
                 report.notes.append("cursor busy")
                 return
             remaining = _confirm(cursor, report)
-            depth_room = limits["COLLECT_QUEUE_MAX_DEPTH"] - queue_depth(COLLECT_QUEUE, broker)
-            stale_before = now - timedelta(seconds=limits["REPUBLISH_AFTER_SECONDS"])
+            depth_room = settings.COLLECT_QUEUE_MAX_DEPTH - queue_depth(COLLECT_QUEUE, broker)
+            stale_before = now - timedelta(seconds=settings.REPUBLISH_AFTER_SECONDS)
             stale = [chunk for chunk in remaining if chunk.published_at < stale_before]
             again = stale[: max(depth_room, 0)]
             for chunk in again:
@@ -161,7 +168,7 @@ def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> No
             OutstandingChunk.objects.bulk_update(again, ["published_at", "publish_count"])
             depth_room -= len(again)
 
-            budget = min(limits["MAX_OUTSTANDING_CHUNKS"] - len(remaining), depth_room)
+            budget = min(settings.MAX_OUTSTANDING_CHUNKS - len(remaining), depth_room)
             if source.pace == StreamSource.Pace.PACED:
                 budget = min(budget, 1)
             planned = [_Planned(chunk, None) for chunk in again]
@@ -172,7 +179,9 @@ def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> No
                         throttled_ticks=F("throttled_ticks") + 1
                     )
                 else:
-                    stamp = now if source.timestamp_mode == source.TimestampMode.PROCESSING else None
+                    stamp = (
+                        now if source.timestamp_mode == source.TimestampMode.PROCESSING else None
+                    )
                     planned += _advance(source, cursor, budget, stamp, now)
             report.finished = cursor.finished
         faults.fault_point(faults.STREAMER_AFTER_RECORD)
@@ -234,7 +243,9 @@ def _chunk_id(cursor: StreamCursor, chunk: OutstandingChunk) -> str:
     return chunk_id_for(cursor.source_id, cursor.shard, chunk.pass_number, chunk.start_offset)
 
 
-def _publish(source: StreamSource, cursor: StreamCursor, item: _Planned, broker: object) -> None:
+def _publish(
+    source: StreamSource, cursor: StreamCursor, item: _Planned, broker: Connection
+) -> None:
     chunk = item.outstanding
     data = item.data
     if data is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from datetime import date, timedelta
+from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
@@ -34,12 +35,12 @@ INFRASTRUCTURE_ERRORS = (
 
 def backoff_seconds(retries: int) -> float:
     """Capped exponential backoff with jitter, so recovering collectors do not stampede."""
-    cap = settings.TELEMETRY["RETRY_BACKOFF_MAX_SECONDS"]
-    return min(cap, 0.5 * 2**retries) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter only)
+    cap = settings.RETRY_BACKOFF_MAX_SECONDS
+    return float(min(cap, 0.5 * 2**retries) * random.uniform(0.5, 1.0))  # noqa: S311 (jitter only)
 
 
 @shared_task(name="ingest.stream", bind=True, acks_late=True, ignore_result=True)
-def stream(self: Task, source_id: int, shard: int | None = None) -> str:
+def stream(self: Task[Any, str], source_id: int, shard: int | None = None) -> str:
     """Publish the next chunks of a source (or fan its shards out to other streamers)."""
     try:
         report = streamer.stream_tick(source_id, shard)
@@ -58,7 +59,7 @@ def stream(self: Task, source_id: int, shard: int | None = None) -> str:
     ignore_result=True,
     max_retries=None,
 )
-def collect(self: Task, payload: object) -> str:
+def collect(self: Task[Any, str], payload: object) -> str:
     """Commit one chunk exactly once; retry outages, dead-letter what keeps failing."""
     try:
         result = collector.collect(payload)
@@ -87,9 +88,9 @@ def _note_failure(payload: object, error: BaseException) -> None:
 def maintain_partitions() -> str:
     """Create the coming days' sample partitions and drop those past retention."""
     today = timezone.now().date()
-    ahead = settings.TELEMETRY["PARTITIONS_AHEAD_DAYS"]
+    ahead = settings.PARTITIONS_AHEAD_DAYS
     partitions.ensure_partitions(today + timedelta(days=offset) for offset in range(ahead + 1))
-    retention_days = settings.TELEMETRY["RETENTION_DAYS"]
+    retention_days = settings.RETENTION_DAYS
     dropped: list[str] = []
     if retention_days:
         cutoff: date = today - timedelta(days=retention_days)

@@ -201,22 +201,20 @@ CELERY_TIMEZONE = "UTC"
 
 # --- The pipeline -------------------------------------------------------------------------
 
-TELEMETRY = {
-    # Chunks a cursor may have published but not yet seen committed: the backpressure bound.
-    "MAX_OUTSTANDING_CHUNKS": env_int("MAX_OUTSTANDING_CHUNKS", 16, minimum=1),
-    # A stream tick publishes nothing while the collect queue holds this many messages.
-    "COLLECT_QUEUE_MAX_DEPTH": env_int("COLLECT_QUEUE_MAX_DEPTH", 64, minimum=1),
-    # An outstanding chunk not in the ledger after this long is published again.
-    "REPUBLISH_AFTER_SECONDS": env_float("REPUBLISH_AFTER_SECONDS", 120.0, minimum=0.1),
-    # A chunk whose own processing failed this many times becomes a dead letter.
-    "MAX_CHUNK_ATTEMPTS": env_int("MAX_CHUNK_ATTEMPTS", 5, minimum=1),
-    # Capped exponential backoff for a collect task that met a database or broker outage.
-    "RETRY_BACKOFF_MAX_SECONDS": env_float("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum=0.1),
-    # Samples older than this are rejected at ingest and their partitions dropped (0 = keep).
-    "RETENTION_DAYS": env_int("RETENTION_DAYS", 0, minimum=0),
-    # Days of partitions the daily maintenance creates ahead of time.
-    "PARTITIONS_AHEAD_DAYS": env_int("PARTITIONS_AHEAD_DAYS", 3, minimum=0),
-}
+# Chunks a cursor may have published but not yet seen committed: the backpressure bound.
+MAX_OUTSTANDING_CHUNKS = env_int("MAX_OUTSTANDING_CHUNKS", 16, minimum=1)
+# A stream tick publishes nothing while the collect queue holds this many messages.
+COLLECT_QUEUE_MAX_DEPTH = env_int("COLLECT_QUEUE_MAX_DEPTH", 64, minimum=1)
+# An outstanding chunk not in the ledger after this long is published again.
+REPUBLISH_AFTER_SECONDS = env_float("REPUBLISH_AFTER_SECONDS", 120.0, minimum=0.1)
+# A chunk whose own processing failed this many times becomes a dead letter.
+MAX_CHUNK_ATTEMPTS = env_int("MAX_CHUNK_ATTEMPTS", 5, minimum=1)
+# Capped exponential backoff for a collect task that met a database or broker outage.
+RETRY_BACKOFF_MAX_SECONDS = env_float("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum=0.1)
+# Samples older than this are rejected at ingest and their partitions dropped (0 = keep).
+RETENTION_DAYS = env_int("RETENTION_DAYS", 0, minimum=0)
+# Days of partitions the daily maintenance creates ahead of time.
+PARTITIONS_AHEAD_DAYS = env_int("PARTITIONS_AHEAD_DAYS", 3, minimum=0)
 
 
 # --- Web ----------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from ingest.models import Sample
 from tests.conftest import REPO
 
 
-def generate_csv(path: Path, *, hosts: int, gpus_per_host: int, metrics: int, timesteps: int) -> int:
+def generate_csv(
+    path: Path, *, hosts: int, gpus_per_host: int, metrics: int, timesteps: int
+) -> int:
     """Write a generated DCGM file; returns its data row count."""
     spec = GeneratorSpec(
         hosts=hosts, gpus_per_host=gpus_per_host, metrics=metrics, timesteps=timesteps

@@ -46,7 +46,9 @@ def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
 
 
 @pytest.fixture
-def pipeline(embedded_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def pipeline(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     manage(embedded_env, "migrate", "--noinput")
     port = free_port()
     log = tmp_path / "run_pipeline.log"
@@ -62,7 +64,7 @@ def pipeline(embedded_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[int
 
 
 def stats(port: int) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5) as reply:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5) as reply:
         return dict(json.load(reply))
 
 
@@ -77,7 +79,7 @@ def answers(port: int) -> bool:
 def test_embedded_mode_imports_the_reference_exactly_then_streams_a_looping_source(
     pipeline: tuple[int, subprocess.Popen[bytes]], embedded_env: dict[str, str]
 ) -> None:
-    port, process = pipeline
+    port, _ = pipeline
     wait_for(lambda: answers(port), 60, what="the web process")
 
     output = manage(embedded_env, "import_csv", str(REFERENCE_CSV), "--batch-size", "500",

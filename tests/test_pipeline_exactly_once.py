@@ -70,7 +70,9 @@ def test_two_streamers_three_collectors_and_four_shards_commit_every_row_once(
     assert_reference_committed_once()
     source = StreamSource.objects.get()
     assert source.cursors.count() == 4
-    ledger_shards = {chunk_id.split(":")[1] for chunk_id in IngestedChunk.objects.values_list("pk", flat=True)}
+    ledger_shards = {
+        chunk_id.split(":")[1] for chunk_id in IngestedChunk.objects.values_list("pk", flat=True)
+    }
     assert ledger_shards == {"0", "1", "2", "3"}
 
 
@@ -112,8 +114,9 @@ def test_collector_killed_twice_mid_import_loses_and_duplicates_nothing(
     importer = start_import(csv_path, pipeline_env, log, "--batch-size", "2000")
 
     for kills in (1, 2):
+        committed_before_kill = 15 * kills
         wait_for(
-            lambda n=kills: IngestedChunk.objects.count() >= 15 * n,
+            lambda: IngestedChunk.objects.count() >= committed_before_kill,
             120,
             what="some chunks to commit",
         )

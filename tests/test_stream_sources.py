@@ -30,7 +30,9 @@ def tick(source: StreamSource) -> None:
 
 
 def committed_rows_of_pass(source: StreamSource, pass_number: int) -> int:
-    chunks = IngestedChunk.objects.filter(source=source, chunk_id__regex=rf"^\d+:\d+:{pass_number}:")
+    chunks = IngestedChunk.objects.filter(
+        source=source, chunk_id__regex=rf"^\d+:\d+:{pass_number}:"
+    )
     return chunks.aggregate(total=Sum("rows_committed"))["total"] or 0
 
 
@@ -91,14 +93,15 @@ def write_file_with_bad_rows(path: Path) -> tuple[int, dict[int, str]]:
     """The reference's first 50 rows with five kinds of bad row mixed in, by line number."""
     lines = REFERENCE_CSV.read_bytes().splitlines()
     header, good = lines[0], lines[1:51]
-    template = good[0].decode()
+    template = good[0]
+    uuid = b"GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
     bad = {
         "expected 12 columns": b'"2025-07-18T20:42:34Z","DCGM_FI_DEV_GPU_UTIL","0"',
-        "is not a number": template.replace('"0","DCGM_FI_DRIVER', '"abc","DCGM_FI_DRIVER', 1).encode(),
-        "is not an RFC 3339 time": template.replace("2025-07-18T20:42:34Z", "yesterday", 1).encode(),
-        "uuid is empty": template.replace("GPU-5fd4f087-86f3-7a43-b711-4771313afc50", "", 1).encode(),
+        "is not a number": template.replace(b'"0","DCGM_FI_DRIVER', b'"abc","DCGM_FI_DRIVER', 1),
+        "is not an RFC 3339 time": template.replace(b"2025-07-18T20:42:34Z", b"yesterday", 1),
+        "uuid is empty": template.replace(uuid, b"", 1),
         "malformed CSV": b'"2025-07-18T20:42:34Z","DCGM_FI_DEV_GPU_UTIL"x"y,"0"',
-    }  # fmt: skip
+    }
     out = [header]
     expected: dict[int, str] = {}
     for index, row in enumerate(good):
@@ -194,10 +197,12 @@ def test_collect_queue_stays_bounded_while_collectors_are_away_then_drains_exact
     assert sample_count() == 0
 
     workers.collector()
-    wait_for(
-        lambda: (tick(source), sample_count() == REFERENCE_ROWS)[1], 90, interval=0.5,
-        what="the backlog to drain",
-    )  # fmt: skip
+
+    def drained() -> bool:
+        tick(source)
+        return sample_count() == REFERENCE_ROWS
+
+    wait_for(drained, 90, interval=0.5, what="the backlog to drain")
     time.sleep(2)
     assert sample_count() == REFERENCE_ROWS
     assert duplicate_samples() == 0

@@ -35,9 +35,7 @@ class Command(BaseCommand):
             choices=StreamSource.TimestampMode.values,
             default=StreamSource.TimestampMode.SOURCE,
         )
-        parser.add_argument(
-            "--tick", type=float, default=0.5, help="Seconds between stream ticks."
-        )
+        parser.add_argument("--tick", type=float, default=0.5, help="Seconds between stream ticks.")
         parser.add_argument(
             "--stall-timeout",
             type=float,

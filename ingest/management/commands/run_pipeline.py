@@ -57,7 +57,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
 
         for role, command in role_commands(host, port).items():
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: S603  (the project's own commands)
                 command,
                 cwd=settings.BASE_DIR,
                 stdout=subprocess.PIPE,
@@ -65,8 +65,8 @@ class Command(BaseCommand):
                 start_new_session=True,  # signals reach them through this command only
             )
             processes[role] = process
-            assert process.stdout is not None
-            threading.Thread(target=_relay, args=(role, process.stdout), daemon=True).start()
+            if process.stdout is not None:  # always, with stdout=PIPE
+                threading.Thread(target=_relay, args=(role, process.stdout), daemon=True).start()
 
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = "filesystem" if settings.BROKER_IS_FILESYSTEM else "redis"
