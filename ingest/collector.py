@@ -179,8 +179,9 @@ def _add_tallies(chunk_id: str, values: list[SampleValues], rejected: int) -> No
     for name in names:
         parameters += [name, stripe, additions[name]]
     with connection.cursor() as cursor:
+        # Only the placeholder list is formatted in; every value is a parameter.
         cursor.execute(
-            f"INSERT INTO ingest_tally (name, stripe, value) VALUES {placeholders} "
+            f"INSERT INTO ingest_tally (name, stripe, value) VALUES {placeholders} "  # noqa: S608
             "ON CONFLICT (name, stripe) DO UPDATE SET value = ingest_tally.value + excluded.value",
             parameters,
         )

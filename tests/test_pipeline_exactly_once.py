@@ -114,12 +114,11 @@ def test_collector_killed_twice_mid_import_loses_and_duplicates_nothing(
     importer = start_import(csv_path, pipeline_env, log, "--batch-size", "2000")
 
     for kills in (1, 2):
-        committed_before_kill = 15 * kills
-        wait_for(
-            lambda: IngestedChunk.objects.count() >= committed_before_kill,
-            120,
-            what="some chunks to commit",
-        )
+
+        def enough_committed(target: int = 15 * kills) -> bool:
+            return IngestedChunk.objects.count() >= target
+
+        wait_for(enough_committed, 120, what="some chunks to commit")
         collector.kill()
         collector = workers.collector()
 
