@@ -1,0 +1,124 @@
+"""Committing chunks: duplicates, rejected rows, poison messages, attempts and retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from pytest_django.fixtures import Settings
+
+from ingest import collector
+from ingest.chunks import Chunk
+from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Sample
+from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
+from telemetry_project.celery import app
+from tests.conftest import REFERENCE_CSV, WorkerFactory, wait_for
+
+LINES = REFERENCE_CSV.read_bytes().split(b"\n")
+HEADER = tuple(LINES[0].decode().split(","))
+
+
+def make_chunk(
+    body: list[bytes], *, chunk_id: str = "1:0:1:100", stamp: datetime | None = None
+) -> Chunk:
+    return Chunk(
+        chunk_id=chunk_id,
+        source_id=1,
+        first_line=2,
+        line_count=len(body),
+        columns=HEADER,
+        stamp=stamp,
+        data=b"\n".join(body) + b"\n",
+    )
+
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_chunk_commits_its_rows_and_a_second_delivery_writes_nothing() -> None:
+    payload = make_chunk(LINES[1:41]).to_payload()
+
+    first = collector.collect(payload)
+    second = collector.collect(payload)
+
+    assert (first.outcome, first.rows) == ("committed", 40)
+    assert second.outcome == "duplicate"
+    assert Sample.objects.count() == 40
+    assert IngestedChunk.objects.get().rows_committed == 40
+
+
+def test_processing_time_stamp_replaces_every_row_timestamp() -> None:
+    stamp = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+    collector.collect(make_chunk(LINES[1:11], stamp=stamp).to_payload())
+
+    assert set(Sample.objects.values_list("timestamp", flat=True)) == {stamp}
+
+
+def test_a_chunk_of_only_invalid_rows_is_rejected_once_and_counted_done() -> None:
+    bad = [b'"not","enough","columns"', b"garbage without quotes", b""]
+
+    result = collector.collect(make_chunk(bad).to_payload())
+    again = collector.collect(make_chunk(bad).to_payload())
+
+    assert (result.outcome, result.rows, result.rejected) == ("committed", 0, 3)
+    assert again.outcome == "duplicate"
+    assert RejectedRow.objects.count() == 3
+    assert sorted(RejectedRow.objects.values_list("line_number", flat=True)) == [2, 3, 4]
+    assert not ChunkAttempt.objects.exists()
+
+
+@pytest.mark.parametrize("payload", ["not a chunk", {"id": "x"}, [1, 2, 3], None])
+def test_an_unreadable_message_becomes_a_dead_letter(payload: object) -> None:
+    result = collector.collect(payload)
+
+    assert result.outcome == "dead-letter"
+    letter = DeadLetter.objects.get()
+    assert "not a readable chunk" in letter.reason or "not a chunk" in letter.reason
+
+
+def test_a_chunk_that_keeps_failing_is_dead_lettered_after_the_attempt_limit(
+    settings: Settings,
+) -> None:
+    settings.MAX_CHUNK_ATTEMPTS = 3
+    chunk = make_chunk(LINES[1:6], chunk_id="1:0:1:999")
+    ChunkAttempt.objects.create(chunk_id=chunk.chunk_id, attempts=3, last_error="boom")
+
+    result = collector.collect(chunk.to_payload())
+
+    assert result.outcome == "dead-letter"
+    letter = DeadLetter.objects.get()
+    assert "boom" in letter.reason
+    assert letter.attempts == 4
+    assert IngestedChunk.objects.get(pk=chunk.chunk_id).dead_lettered
+    assert Sample.objects.count() == 0
+
+
+def test_rows_older_than_retention_are_rejected_with_that_reason(
+    settings: Settings,
+) -> None:
+    settings.RETENTION_DAYS = 30  # the reference export is from 2025-07-18
+
+    result = collector.collect(make_chunk(LINES[1:6]).to_payload())
+
+    assert (result.rows, result.rejected) == (0, 5)
+    reasons = set(RejectedRow.objects.values_list("reason", flat=True))
+    assert reasons == {"timestamp is older than the 30-day retention"}
+
+
+@pytest.mark.integration
+def test_poison_and_invalid_chunks_through_a_worker_are_handled_once_without_retries(
+    workers: WorkerFactory, broker: redis.Redis
+) -> None:
+    worker = workers.collector()
+    app.send_task(COLLECT_TASK, args=["poison"], queue=COLLECT_QUEUE)
+    app.send_task(COLLECT_TASK, args=[make_chunk([b"x", b"y"]).to_payload()], queue=COLLECT_QUEUE)
+    app.send_task(COLLECT_TASK, args=[make_chunk(LINES[1:3], chunk_id="1:0:1:5").to_payload()],
+                  queue=COLLECT_QUEUE)  # fmt: skip
+
+    wait_for(lambda: Sample.objects.count() == 2, 60, what="the good chunk behind them")
+    assert DeadLetter.objects.count() == 1
+    assert RejectedRow.objects.count() == 2
+    assert "retry" not in worker.output().lower()
+    assert broker.llen(COLLECT_QUEUE) == 0
