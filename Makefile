@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate sample-source superuser test test-slow test-all lint format coverage generate check-services clean
+.PHONY: help run migrate superuser test test-slow lint format coverage generate openapi check-services clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,3 +56,6 @@ check-services:  ## fail unless PostgreSQL and Redis answer on their default por
 
 clean:  ## remove the virtualenv and local state
 	rm -rf $(VENV) var htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache
+
+openapi: $(VENV)/.installed  ## write the OpenAPI spec to openapi.yaml (committed; a test fails when stale)
+	DJANGO_DEBUG=1 $(PY) manage.py spectacular --validate --file openapi.yaml

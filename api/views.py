@@ -1,35 +1,217 @@
-"""API views. Health and stats answer from cheap sources: a ping each, and counters."""
+"""The read-only REST API. Every query that touches samples is bounded by a GPU and an index.
+
+Viewsets stay thin: querysets, serializers, filtersets; parameter validation lives in
+``api.params``, the documentation (parameters, errors, examples) in ``api.schema``.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from django.db.models import Avg, Count, Max, Min, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
+from api import schema
+from api.buckets import TimeBucket
+from api.filters import GpuFilter, HostFilter
+from api.pagination import CountedPagination, UncountedPagination
+from api.params import AggregateParams, TimeRangeParams, check_bucket_count
+from api.serializers import (
+    AggregateSerializer,
+    GpuSerializer,
+    HealthSerializer,
+    HostSerializer,
+    LatestSerializer,
+    MetricSerializer,
+    SampleSerializer,
+    StatsSerializer,
+)
+from ingest.models import Gpu, Metric, Sample, Tally
 from ingest.queues import check_broker
 from ingest.stats import pipeline_stats
 
 logger = logging.getLogger(__name__)
 
-_health_serializer = inline_serializer(
-    "Health",
-    fields={
-        "status": serializers.ChoiceField(choices=["ok", "degraded"]),
-        "database": serializers.CharField(),
-        "broker": serializers.CharField(),
-    },
+DEFAULT_AGGREGATE_SPAN = timedelta(hours=1)
+
+
+def validated(params_class: type[Serializer[Any]], request: Request) -> dict[str, Any]:
+    params = params_class(data=request.query_params)
+    if not params.is_valid():
+        raise ValidationError(params.errors)
+    return dict(params.validated_data)
+
+
+def samples_of(gpu: Gpu, params: dict[str, Any]) -> QuerySet[Sample]:
+    """The GPU's samples within the (inclusive) time range and metrics asked for."""
+    samples = Sample.objects.filter(gpu_id=gpu.pk)
+    if params.get("start_time") is not None:
+        samples = samples.filter(timestamp__gte=params["start_time"])
+    if params.get("end_time") is not None:
+        samples = samples.filter(timestamp__lte=params["end_time"])
+    if params.get("metric"):
+        samples = samples.filter(metric_id__in=params["metric"])
+    return samples
+
+
+def default_range(params: dict[str, Any], last_seen: datetime) -> tuple[datetime, datetime]:
+    """Fill a missing bound: an hour either side of the given one, or the GPU's last hour."""
+    start: datetime | None = params.get("start_time")
+    end: datetime | None = params.get("end_time")
+    if start is not None and end is not None:
+        return start, end
+    if start is not None:
+        return start, start + DEFAULT_AGGREGATE_SPAN
+    end = end or last_seen
+    return end - DEFAULT_AGGREGATE_SPAN, end
+
+
+@extend_schema_view(
+    list=extend_schema(responses=schema.responses(GpuSerializer(many=True), 400)),
+    retrieve=extend_schema(responses=schema.responses(GpuSerializer, 404)),
 )
+class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
+    """GPUs that have telemetry, identified by uuid, ordered by host and index."""
+
+    queryset = Gpu.objects.filter(sample_count__gt=0).order_by("hostname", "gpu_index", "id")
+    serializer_class = GpuSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = GpuFilter
+    pagination_class = CountedPagination
+    lookup_field = "uuid"
+    lookup_value_regex = "[^/]+"
+
+    def gpu(self) -> Gpu:
+        return get_object_or_404(Gpu, uuid=self.kwargs["uuid"], sample_count__gt=0)
+
+    @schema.telemetry
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def telemetry(self, request: Request, uuid: str) -> Response:
+        gpu = self.gpu()
+        params = validated(TimeRangeParams, request)
+        samples = samples_of(gpu, params).select_related("metric", "workload")
+        paginator = UncountedPagination()
+        page = paginator.paginate_queryset(samples.order_by("timestamp", "id"), request, self)
+        return paginator.get_paginated_response(SampleSerializer(page, many=True).data)
+
+    @schema.aggregate
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="telemetry/aggregate",
+        filter_backends=[],
+        pagination_class=None,
+    )
+    def aggregate(self, request: Request, uuid: str) -> Response:
+        gpu = self.gpu()
+        params = validated(AggregateParams, request)
+        start, end = default_range(params, gpu.last_seen or timezone.now())
+        check_bucket_count(start, end, params["bucket"])
+        params.update(start_time=start, end_time=end)
+        names = dict(Metric.objects.values_list("id", "name"))
+        rows = (
+            samples_of(gpu, params)
+            .annotate(bucket_start=TimeBucket("timestamp", params["bucket"]))
+            .values("metric_id", "bucket_start")
+            .annotate(count=Count("id"), avg=Avg("value"), min=Min("value"), max=Max("value"))
+            .order_by("metric_id", "bucket_start")
+        )
+        buckets = [{**row, "metric": names[row["metric_id"]]} for row in rows]
+        body = {
+            "uuid": gpu.uuid,
+            "bucket": f"{int(params['bucket'].total_seconds())}s",
+            "start_time": start,
+            "end_time": end,
+            "buckets": sorted(buckets, key=lambda b: (b["metric"], b["bucket_start"])),
+        }
+        return Response(AggregateSerializer(body).data)
+
+    @schema.latest
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def latest(self, request: Request, uuid: str) -> Response:
+        gpu = self.gpu()
+        latest = []
+        # One indexed probe per metric (backwards on (gpu, timestamp)): a handful of rows
+        # read per metric, where DISTINCT ON would read all of the GPU's history.
+        for metric in Metric.objects.order_by("name"):
+            sample = (
+                Sample.objects.filter(gpu_id=gpu.pk, metric_id=metric.pk)
+                .order_by("-timestamp", "-id")
+                .values("timestamp", "value")
+                .first()
+            )
+            if sample is not None:
+                latest.append({"metric": metric.name, **sample})
+        return Response(LatestSerializer(latest, many=True).data)
+
+
+@extend_schema_view(list=extend_schema(responses=schema.responses(HostSerializer(many=True), 400)))
+class HostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Any]):
+    """Hosts with telemetry: how many GPUs each has and when one was last seen."""
+
+    queryset = Gpu.objects.filter(sample_count__gt=0)
+    serializer_class = HostSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = HostFilter
+    pagination_class = CountedPagination
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        # Filter GPUs first (by model), then group what is left by host.
+        gpus: QuerySet[Gpu] = super().filter_queryset(queryset)
+        return (
+            gpus.values("hostname")
+            .annotate(gpu_count=Count("id"), last_seen=Max("last_seen"))
+            .order_by("hostname")
+        )
+
+
+class MetricListView(APIView):
+    """Metric names with their sample counts (from ingest counters)."""
+
+    @extend_schema(responses=schema.responses(MetricSerializer(many=True)))
+    def get(self, request: Request) -> Response:
+        totals = Tally.totals()
+        metrics = [
+            {
+                "name": metric.name,
+                "unit": metric.unit,
+                "sample_count": totals.get(Tally.metric_key(metric.pk), 0),
+            }
+            for metric in Metric.objects.order_by("name")
+        ]
+        return Response(MetricSerializer(metrics, many=True).data)
+
+
+class StatsView(APIView):
+    """Totals of what has been ingested, read from counters kept at ingest time."""
+
+    @extend_schema(responses=schema.responses(StatsSerializer))
+    def get(self, request: Request) -> Response:
+        return Response(StatsSerializer(pipeline_stats()).data)
 
 
 class HealthView(APIView):
     """Whether the database and the broker answer; 503 names the part that does not."""
 
-    @extend_schema(responses={200: _health_serializer, 503: _health_serializer})
+    @extend_schema(
+        responses={
+            200: HealthSerializer,
+            503: schema.described(HealthSerializer, "The database or the broker is down."),
+        }
+    )
     def get(self, request: Request) -> Response:
         parts = {"database": _probe_database(), "broker": _probe_broker()}
         healthy = all(state == "ok" for state in parts.values())
@@ -50,15 +232,7 @@ def _probe_database() -> str:
 def _probe_broker() -> str:
     try:
         check_broker()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001  (any failure means "down", with its reason)
         logger.warning("health: broker down: %s", error)
         return f"down: {type(error).__name__}"
     return "ok"
-
-
-class StatsView(APIView):
-    """Totals of what has been ingested, read from counters kept at ingest time."""
-
-    @extend_schema(responses={200: None})
-    def get(self, request: Request) -> Response:
-        return Response(pipeline_stats())

@@ -319,3 +319,9 @@ class Tally(models.Model):
     @staticmethod
     def metric_key(metric_id: int) -> str:
         return f"metric:{metric_id}"
+
+    @classmethod
+    def totals(cls) -> dict[str, int]:
+        """Every counter summed over its stripes."""
+        rows = cls.objects.values_list("name").annotate(total=models.Sum("value"))
+        return {name: int(total) for name, total in rows}

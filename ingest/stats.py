@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Count, Max, Min, Sum
+from django.utils import timezone
 
-from ingest.models import Gpu, Metric, Tally
+from ingest.models import Gpu, IngestedChunk, Metric, Tally
 from ingest.queues import COLLECT_QUEUE, queue_depth
+
+RATE_WINDOW = timedelta(minutes=1)
 
 
 def pipeline_stats() -> dict[str, Any]:
-    tallies = dict(Tally.objects.values_list("name").annotate(total=Sum("value")))
+    totals = Tally.totals()
     per_metric = {
-        metric.name: int(tallies.get(Tally.metric_key(metric.id), 0))
-        for metric in Metric.objects.all()
+        name: totals.get(Tally.metric_key(metric_id), 0)
+        for metric_id, name in Metric.objects.order_by("name").values_list("id", "name")
     }
     gpus = Gpu.objects.filter(sample_count__gt=0).aggregate(
         unique_gpus=Count("id"),
@@ -22,6 +26,9 @@ def pipeline_stats() -> dict[str, Any]:
         first_timestamp=Min("first_seen"),
         last_timestamp=Max("last_seen"),
     )
+    # The ledger's committed_at index keeps this to the last minute's chunks.
+    recent = IngestedChunk.objects.filter(committed_at__gte=timezone.now() - RATE_WINDOW)
+    recent_rows = recent.aggregate(rows=Sum("rows_committed"))["rows"] or 0
     try:
         depth: int | None = queue_depth(COLLECT_QUEUE)
     except Exception:  # noqa: BLE001  (stats stay useful while the broker is down)
@@ -30,6 +37,7 @@ def pipeline_stats() -> dict[str, Any]:
         "total_records": sum(per_metric.values()),
         **gpus,
         "metrics": per_metric,
-        "rejected_rows": int(tallies.get(Tally.REJECTED, 0)),
+        "rejected_rows": totals.get(Tally.REJECTED, 0),
         "collect_queue_depth": depth,
+        "ingest_rate_per_s": round(recent_rows / RATE_WINDOW.total_seconds(), 3),
     }

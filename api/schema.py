@@ -1,0 +1,141 @@
+"""OpenAPI documentation of the API: parameters, error statuses and real DCGM examples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework.serializers import BaseSerializer
+
+from api.pagination import PageParams
+from api.params import AggregateParams, TimeRangeParams
+from api.serializers import AggregateSerializer, LatestSerializer, SamplePageSerializer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Taken from the reference export (dcgm_metrics_20250718_134233.csv).
+EXAMPLE_UUID = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
+EXAMPLE_TIME = "2025-07-18T20:42:34Z"
+
+_BAD_REQUEST = OpenApiResponse(
+    response={
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    },
+    description="A parameter is invalid: each offending parameter with its messages.",
+    examples=[
+        OpenApiExample(
+            "zone-less time",
+            value={"start_time": ["The time has no zone: add Z or an offset such as +02:00."]},
+        ),
+        OpenApiExample(
+            "limit too large", value={"limit": ["Ensure this value is less than or equal to 1000."]}
+        ),
+    ],
+)
+_NOT_FOUND = OpenApiResponse(
+    response={"type": "object", "properties": {"detail": {"type": "string"}}},
+    description="No GPU with this uuid has telemetry.",
+    examples=[OpenApiExample("unknown uuid", value={"detail": "No Gpu matches the given query."})],
+)
+_ERRORS = {400: _BAD_REQUEST, 404: _NOT_FOUND}
+
+UUID_PARAMETER = OpenApiParameter(
+    "uuid", OpenApiTypes.STR, OpenApiParameter.PATH,
+    description="The GPU's uuid (its identity; index and device repeat across hosts).",
+    examples=[OpenApiExample("H100 on mtv5-dgx1-hgpu-031", value=EXAMPLE_UUID)],
+)  # fmt: skip
+
+
+def responses(serializer: Any, *errors: int) -> dict[int, Any]:
+    """A 200 with ``serializer`` plus the named error statuses."""
+    return {200: serializer, **{status: _ERRORS[status] for status in errors}}
+
+
+def described(serializer: type[BaseSerializer[Any]], description: str) -> OpenApiResponse:
+    return OpenApiResponse(response=serializer, description=description)
+
+
+telemetry: Callable[[F], F] = extend_schema(
+    summary="A GPU's samples in ascending time",
+    description=(
+        "Samples ordered by timestamp (ties broken by insertion order), so limit/offset pages "
+        "never overlap or skip. start_time and end_time are inclusive to the microsecond. "
+        "No total count is returned: `next` is null on the last page."
+    ),
+    parameters=[UUID_PARAMETER, TimeRangeParams, PageParams],
+    responses=responses(SamplePageSerializer, 400, 404),
+    examples=[
+        OpenApiExample(
+            "one sample",
+            response_only=True,
+            value={
+                "next": None,
+                "previous": None,
+                "results": [
+                    {
+                        "timestamp": EXAMPLE_TIME,
+                        "metric": "DCGM_FI_DEV_GPU_UTIL",
+                        "value": 0.0,
+                        "namespace": "",
+                        "pod": "",
+                        "container": "",
+                    }
+                ],
+            },
+        )
+    ],
+)
+
+aggregate: Callable[[F], F] = extend_schema(
+    summary="Per-metric time buckets of a GPU's samples",
+    description=(
+        "Count, average, minimum and maximum per metric and bucket, computed in the database. "
+        "Buckets are aligned to the Unix epoch. Without start_time and end_time the GPU's last "
+        "hour of data is used; with one of them, the hour after start_time or before end_time."
+    ),
+    parameters=[UUID_PARAMETER, AggregateParams],
+    responses=responses(AggregateSerializer, 400, 404),
+    examples=[
+        OpenApiExample(
+            "GPU utilisation per minute",
+            response_only=True,
+            value={
+                "uuid": EXAMPLE_UUID,
+                "bucket": "60s",
+                "start_time": "2025-07-18T19:42:34Z",
+                "end_time": EXAMPLE_TIME,
+                "buckets": [
+                    {
+                        "metric": "DCGM_FI_DEV_GPU_UTIL",
+                        "bucket_start": "2025-07-18T20:42:00Z",
+                        "count": 1,
+                        "avg": 0.0,
+                        "min": 0.0,
+                        "max": 0.0,
+                    }
+                ],
+            },
+        )
+    ],
+)
+
+latest: Callable[[F], F] = extend_schema(
+    summary="The latest value of every metric of a GPU",
+    parameters=[UUID_PARAMETER],
+    responses=responses(LatestSerializer(many=True), 404),
+    examples=[
+        OpenApiExample(
+            "temperature",
+            response_only=True,
+            value=[{"metric": "DCGM_FI_DEV_GPU_TEMP", "timestamp": EXAMPLE_TIME, "value": 34.0}],
+        )
+    ],
+)
