@@ -22,7 +22,7 @@ from django.utils import timezone
 from ingest import dimensions, partitions
 from ingest.chunks import Chunk, PayloadError
 from ingest.dcgm import ColumnLayout, HeaderError, RejectedLine, SampleRow, parse_lines
-from ingest.models import ChunkAttempt, DeadLetter, Gpu, IngestedChunk, RejectedRow, Tally
+from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Tally
 from ingest.writer import SampleValues, write_samples
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,9 @@ def _claim_ledger(chunk: Chunk, rows: int, rejected: int, *, dead_lettered: bool
 def _update_gpu_counters(values: list[SampleValues]) -> None:
     """Add this chunk's samples to each GPU's exact counters and first/last seen.
 
-    Rows are locked in id order, so two collectors touching the same GPUs cannot deadlock.
+    One UPDATE ... FROM (VALUES ...) for all the chunk's GPUs. On PostgreSQL the rows are
+    locked in id order first, so two collectors touching the same GPUs cannot deadlock
+    (SQLite has a single writer).
     """
     counts: Counter[int] = Counter()
     first: dict[int, datetime] = {}
@@ -156,14 +158,28 @@ def _update_gpu_counters(values: list[SampleValues]) -> None:
             first[gpu_id] = timestamp
         if gpu_id not in last or timestamp > last[gpu_id]:
             last[gpu_id] = timestamp
-    gpus = list(Gpu.objects.select_for_update().filter(pk__in=counts).order_by("pk"))
-    for gpu in gpus:
-        gpu.sample_count += counts[gpu.pk]
-        if gpu.first_seen is None or first[gpu.pk] < gpu.first_seen:
-            gpu.first_seen = first[gpu.pk]
-        if gpu.last_seen is None or last[gpu.pk] > gpu.last_seen:
-            gpu.last_seen = last[gpu.pk]
-    Gpu.objects.bulk_update(gpus, ["sample_count", "first_seen", "last_seen"], batch_size=500)
+    if not counts:
+        return
+    ids = sorted(counts)
+    adapt = connection.ops.adapt_datetimefield_value
+    parameters: list[object] = []
+    for gpu_id in ids:
+        parameters += [gpu_id, counts[gpu_id], adapt(first[gpu_id]), adapt(last[gpu_id])]
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(ids))
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT id FROM ingest_gpu WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
+            )
+        # Only placeholders and two function names are formatted in; values are parameters.
+        cursor.execute(
+            "UPDATE ingest_gpu SET sample_count = ingest_gpu.sample_count + v.column2, "  # noqa: S608
+            f"first_seen = {least}(COALESCE(ingest_gpu.first_seen, v.column3), v.column3), "
+            f"last_seen = {greatest}(COALESCE(ingest_gpu.last_seen, v.column4), v.column4) "
+            f"FROM (VALUES {rows}) AS v WHERE ingest_gpu.id = v.column1",
+            parameters,
+        )
 
 
 def _add_tallies(chunk_id: str, values: list[SampleValues], rejected: int) -> None:
