@@ -13,6 +13,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgpack
 from django.conf import settings
@@ -162,7 +163,7 @@ def _update_gpu_counters(values: list[SampleValues]) -> None:
         return
     ids = sorted(counts)
     adapt = connection.ops.adapt_datetimefield_value
-    parameters: list[object] = []
+    parameters: list[Any] = []
     for gpu_id in ids:
         parameters += [gpu_id, counts[gpu_id], adapt(first[gpu_id]), adapt(last[gpu_id])]
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(ids))
