@@ -206,3 +206,22 @@ def test_collect_queue_stays_bounded_while_collectors_are_away_then_drains_exact
     time.sleep(2)
     assert sample_count() == REFERENCE_ROWS
     assert duplicate_samples() == 0
+
+
+def test_stream_ticks_queued_while_streamers_are_down_expire_instead_of_piling_up(
+    workers: WorkerFactory, broker: redis.Redis
+) -> None:
+    source = StreamSource.objects.create(
+        name="expiring", location=str(REFERENCE_CSV), interval_seconds=1, scheduled=False
+    )
+    for _ in range(5):
+        app.send_task("ingest.stream", args=[source.pk], queue=source.stream_queue, expires=1)
+    assert broker.llen(source.stream_queue) == 5
+    time.sleep(1.5)
+
+    streamer = workers.streamer()
+
+    wait_for(lambda: streamer.output().count("Discarding revoked task") == 5, 30, what="expiry")
+    assert "succeeded" not in streamer.output()
+    assert broker.llen(source.stream_queue) == 0
+    assert sample_count() == 0
