@@ -1,0 +1,161 @@
+"""Telemetry for API tests, loaded through the real collect code path.
+
+A CSV file is cut into chunks of whole lines, exactly as the streamer cuts it, and each
+chunk is committed by ``ingest.collector.collect``: the API then reads rows that went through
+parsing, validation, the dimension tables, the partitions, the GPU counters and the tallies.
+
+``collect`` runs DDL (partitions) and its own transactions, so the data is loaded outside
+pytest-django's per-test transaction by module-scoped fixtures, and TRUNCATEd afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from pytest_django import DjangoDbBlocker
+
+from ingest import dimensions
+from ingest.chunks import Chunk
+from ingest.collector import collect
+from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
+
+REFERENCE_CSV = Path(__file__).resolve().parent.parent / "data" / "dcgm_metrics_sample.csv"
+# Taken from the reference export's first row (also the example in the OpenAPI schema).
+REFERENCE_UUID = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
+LINES_PER_CHUNK = 5000
+
+INGEST_TABLES = (
+    "ingest_sample",
+    "ingest_gpu",
+    "ingest_metric",
+    "ingest_workload",
+    "ingest_tally",
+    "ingest_ingestedchunk",
+    "ingest_rejectedrow",
+    "ingest_chunkattempt",
+    "ingest_deadletter",
+)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a load committed: figures the tests compare the API's answers with."""
+
+    path: Path
+    rows: int
+    rejected: int
+    chunks: int
+    uuids: tuple[str, ...]
+
+
+def _read_columns(header: bytes) -> tuple[str, ...]:
+    return tuple(next(csv.reader([header.decode("utf-8").rstrip("\r\n")])))
+
+
+def line_batches(path: Path, lines_per_chunk: int) -> Iterator[tuple[int, int, list[bytes]]]:
+    """(start byte offset, first line number, lines) of each run of whole lines after the header."""
+    with path.open("rb") as source:
+        offset = len(source.readline())
+        line_number = 2  # the header is line 1
+        batch: list[bytes] = []
+        for line in source:
+            batch.append(line)
+            if len(batch) == lines_per_chunk:
+                yield offset, line_number, batch
+                offset += sum(map(len, batch))
+                line_number += len(batch)
+                batch = []
+        if batch:
+            yield offset, line_number, batch
+
+
+def load_csv(path: Path, *, source_id: int = 1, lines_per_chunk: int = LINES_PER_CHUNK) -> Loaded:
+    """Stream ``path`` through ``collect`` in chunks of whole lines, keeping CSV timestamps.
+
+    Chunk ids follow the streamer's scheme (source, shard 0, pass 1, start byte offset), so
+    every chunk is unique and a second load of the same file commits nothing new.
+    """
+    with path.open("rb") as source:
+        columns = _read_columns(source.readline())
+    rows = rejected = chunks = 0
+    for start_offset, first_line, lines in line_batches(path, lines_per_chunk):
+        chunk = _chunk(source_id, start_offset, first_line, columns, lines)
+        result = collect(chunk.to_payload())
+        if result.outcome != "committed":
+            raise AssertionError(f"chunk {chunk.chunk_id} was not committed: {result}")
+        rows, rejected, chunks = rows + result.rows, rejected + result.rejected, chunks + 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT uuid FROM ingest_gpu WHERE sample_count > 0 ORDER BY uuid")
+        uuids = tuple(uuid for (uuid,) in cursor.fetchall())
+    return Loaded(path, rows, rejected, chunks, uuids)
+
+
+def _chunk(
+    source_id: int, start_offset: int, first_line: int, columns: tuple[str, ...], lines: list[bytes]
+) -> Chunk:
+    return Chunk(
+        chunk_id=f"{source_id}:0:1:{start_offset}",
+        source_id=source_id,
+        first_line=first_line,
+        line_count=len(lines),
+        columns=columns,
+        stamp=None,  # keep the CSV's own timestamps
+        data=b"".join(lines),
+    )
+
+
+def truncate_ingest_tables() -> None:
+    """Empty the telemetry tables (partitions stay) and the collector's cached ids."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(INGEST_TABLES)} RESTART IDENTITY")
+    dimensions.forget()
+
+
+def analyze_ingest_tables() -> None:
+    """Fresh planner statistics, as autovacuum would gather them on a live system."""
+    with connection.cursor() as cursor:
+        for table in INGEST_TABLES:
+            cursor.execute(f"ANALYZE {table}")
+
+
+@pytest.fixture(scope="module")
+def reference_data(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[Loaded]:
+    """The reference export (2,470 rows, 247 GPUs, 31 hosts), committed for the module."""
+    with django_db_blocker.unblock():
+        truncate_ingest_tables()
+        loaded = load_csv(REFERENCE_CSV)
+        analyze_ingest_tables()
+    yield loaded
+    with django_db_blocker.unblock():
+        truncate_ingest_tables()
+
+
+# 248 GPUs x 10 metrics x 121 timesteps: 300,080 rows over two days (two partitions at least),
+# so one GPU's samples are 0.4 % of the table and a sequential scan would be a real cost.
+PLANNER_SPEC = GeneratorSpec(
+    hosts=31, gpus_per_host=8, metrics=10, timesteps=121, interval_seconds=1440, seed=7
+)
+
+
+@pytest.fixture(scope="module")
+def generated_data(
+    django_db_setup: None,
+    django_db_blocker: DjangoDbBlocker,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Loaded]:
+    """A generated export of about 300k rows, committed and ANALYZEd for the module."""
+    path = tmp_path_factory.mktemp("planner") / "generated.csv"
+    with path.open("wb") as out:
+        write_dcgm_csv(out, PLANNER_SPEC)
+    with django_db_blocker.unblock():
+        truncate_ingest_tables()
+        loaded = load_csv(path)
+        analyze_ingest_tables()
+    yield loaded
+    with django_db_blocker.unblock():
+        truncate_ingest_tables()
