@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from api.params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, flat_errors, reject_empty
 
 
 class PageParams(serializers.Serializer[dict[str, int]]):
@@ -37,8 +37,9 @@ class CountedPagination(LimitOffsetPagination):
     def read_page(self, request: Request) -> tuple[int, int]:
         """Validate ``limit`` and ``offset``, remember them for the links, return them."""
         params = PageParams(data=request.query_params)
+        reject_empty(request.query_params, params.fields)
         if not params.is_valid():
-            raise ValidationError(params.errors)
+            raise ValidationError(flat_errors(params.errors))
         limit: int = params.validated_data["limit"]
         offset: int = params.validated_data["offset"]
         self.limit, self.offset, self.request = limit, offset, request

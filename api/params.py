@@ -7,9 +7,11 @@ paginator would quietly clamp a bad limit; here both are the client's error to h
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -42,7 +44,11 @@ class AwareDateTimeField(serializers.Field[datetime, datetime, str, Any]):
             self.fail("invalid")
         if value.tzinfo is None:
             self.fail("naive")
-        return value
+        try:
+            # In UTC: PostgreSQL refuses offsets beyond 15:59 that RFC 3339 allows.
+            return value.astimezone(UTC)
+        except OverflowError:
+            self.fail("invalid")
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
@@ -99,5 +105,26 @@ class AggregateParams(TimeRangeParams):
 def check_bucket_count(start: datetime, end: datetime, bucket: timedelta) -> None:
     if (end - start) / bucket > MAX_BUCKETS:
         raise serializers.ValidationError(
-            {"bucket": f"bucket is too small for the range: more than {MAX_BUCKETS} buckets."}
+            {"bucket": [f"bucket is too small for the range: more than {MAX_BUCKETS} buckets."]}
         )
+
+
+def reject_empty(query: QueryDict, names: Iterable[str]) -> None:
+    """``limit=`` is a malformed limit, not an absent one: say so instead of defaulting."""
+    empty = {name: ["This parameter is empty."] for name in names if query.get(name, None) == ""}
+    if empty:
+        raise serializers.ValidationError(empty)
+
+
+def flat_errors(errors: Any) -> dict[str, list[str]]:
+    """Errors as ``{parameter: [messages]}``, also for list parameters (``metric``), whose
+    messages DRF nests by position."""
+    flat: dict[str, list[str]] = {}
+    for name, detail in dict(errors).items():
+        if isinstance(detail, dict):
+            flat[name] = [str(m) for messages in detail.values() for m in messages]
+        elif isinstance(detail, list):
+            flat[name] = [str(m) for m in detail]
+        else:
+            flat[name] = [str(detail)]
+    return flat

@@ -11,6 +11,10 @@ from ingest.models import Gpu, Sample
 
 class GpuSerializer(serializers.ModelSerializer[Gpu]):
     model = serializers.CharField(source="model_name")
+    # Declared, not derived: a derived field takes its bounds from the database backend,
+    # which would make the published schema differ between SQLite and PostgreSQL.
+    gpu_index = serializers.IntegerField()
+    sample_count = serializers.IntegerField()
 
     class Meta:
         model = Gpu

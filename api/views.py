@@ -12,13 +12,13 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Avg, Count, Max, Min, QuerySet
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -28,7 +28,13 @@ from api import schema
 from api.buckets import TimeBucket
 from api.filters import GpuFilter, HostFilter
 from api.pagination import CountedPagination, UncountedPagination
-from api.params import AggregateParams, TimeRangeParams, check_bucket_count
+from api.params import (
+    AggregateParams,
+    TimeRangeParams,
+    check_bucket_count,
+    flat_errors,
+    reject_empty,
+)
 from api.serializers import (
     AggregateSerializer,
     GpuSerializer,
@@ -50,8 +56,9 @@ DEFAULT_AGGREGATE_SPAN = timedelta(hours=1)
 
 def validated(params_class: type[Serializer[Any]], request: Request) -> dict[str, Any]:
     params = params_class(data=request.query_params)
+    reject_empty(request.query_params, params.fields)
     if not params.is_valid():
-        raise ValidationError(params.errors)
+        raise ValidationError(flat_errors(params.errors))
     return dict(params.validated_data)
 
 
@@ -73,10 +80,16 @@ def default_range(params: dict[str, Any], last_seen: datetime) -> tuple[datetime
     end: datetime | None = params.get("end_time")
     if start is not None and end is not None:
         return start, end
-    if start is not None:
-        return start, start + DEFAULT_AGGREGATE_SPAN
-    end = end or last_seen
-    return end - DEFAULT_AGGREGATE_SPAN, end
+    try:
+        if start is not None:
+            return start, start + DEFAULT_AGGREGATE_SPAN
+        end = end or last_seen
+        return end - DEFAULT_AGGREGATE_SPAN, end
+    except OverflowError:
+        given = "start_time" if start is not None else "end_time"
+        raise ValidationError(
+            {given: ["An hour from this time is outside the calendar."]}
+        ) from None
 
 
 @extend_schema_view(
@@ -95,7 +108,8 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
     lookup_value_regex = "[^/]+"
 
     def gpu(self) -> Gpu:
-        return get_object_or_404(Gpu, uuid=self.kwargs["uuid"], sample_count__gt=0)
+        # DRF's get_object_or_404 also turns a uuid the database cannot hold (a NUL) into 404.
+        return get_object_or_404(Gpu.objects.filter(sample_count__gt=0), uuid=self.kwargs["uuid"])
 
     @schema.telemetry
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)

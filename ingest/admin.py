@@ -152,7 +152,9 @@ class LookaheadChangeList(ChangeList):
         self.result_count = paginator.count
         self.show_full_result_count = False
         self.show_admin_actions = True
-        self.full_result_count = None
+        # The search box prints "N results" whenever this differs from result_count; with
+        # no total known, the paginator's "more than N" is the only honest figure.
+        self.full_result_count = self.result_count
         self.result_list = page.object_list
         self.can_show_all = False
         self.multi_page = paginator.num_pages > 1

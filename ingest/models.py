@@ -49,6 +49,7 @@ class Gpu(models.Model):
     sample_count = models.BigIntegerField(default=0)
 
     class Meta:
+        verbose_name = "GPU"
         ordering = ["hostname", "gpu_index"]
         indexes = [models.Index(fields=["hostname", "gpu_index"], name="ingest_gpu_host_index")]
 
@@ -309,6 +310,7 @@ class Tally(models.Model):
     value = models.BigIntegerField(default=0)
 
     class Meta:
+        verbose_name_plural = "tallies"
         constraints = [
             models.UniqueConstraint(fields=["name", "stripe"], name="ingest_tally_unique")
         ]

@@ -1,6 +1,6 @@
 """Telemetry for API tests, loaded through the real collect code path.
 
-A CSV file is cut into chunks of whole lines, exactly as the streamer cuts it, and each
+A CSV file is cut into chunks of whole lines, as the streamer cuts it, and each
 chunk is committed by ``ingest.collector.collect``: the API then reads rows that went through
 parsing, validation, the dimension tables, the partitions, the GPU counters and the tallies.
 
@@ -135,7 +135,7 @@ def reference_data(django_db_setup: None, django_db_blocker: DjangoDbBlocker) ->
         truncate_ingest_tables()
 
 
-# 248 GPUs x 10 metrics x 121 timesteps: 300,080 rows over two days (two partitions at least),
+# 248 GPUs x 10 metrics x 121 timesteps 24 min apart: 300,080 rows over 48 h (three partitions),
 # so one GPU's samples are 0.4 % of the table and a sequential scan would be a real cost.
 PLANNER_SPEC = GeneratorSpec(
     hosts=31, gpus_per_host=8, metrics=10, timesteps=121, interval_seconds=1440, seed=7

@@ -1,0 +1,222 @@
+"""How the API reaches the database: a fixed number of queries, and indexes on the sample table.
+
+Data: a generated export of about 300k rows (``tests.api_data.PLANNER_SPEC``) committed
+through the real collector and ANALYZEd once for the module, so the planner sees a table
+where one GPU's samples are a small fraction and a sequential scan would be a real cost.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from pytest_django import DjangoAssertNumQueries
+
+from tests.api_data import PLANNER_SPEC, Loaded, generated_data
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(generated_data.__name__)]
+
+SEQ_SCAN_ON_SAMPLES = re.compile(r"Seq Scan on (ingest_sample\w*)")
+COST = re.compile(r"\s+\(cost=[^)]*\)")
+METRIC = "DCGM_FI_DEV_GPU_TEMP"
+OTHER_METRIC = "DCGM_FI_DEV_POWER_USAGE"
+# Inside the generated file's 48 hours from 2025-07-18T20:42:34Z (three daily partitions).
+START = "2025-07-19T06:00:00Z"
+END = "2025-07-19T18:00:00Z"
+
+
+@pytest.fixture
+def api() -> Client:
+    return Client(raise_request_exception=False)
+
+
+@pytest.fixture
+def uuid(generated_data: Loaded) -> str:
+    return generated_data.uuids[len(generated_data.uuids) // 2]
+
+
+def get_ok(api: Client, url: str) -> None:
+    response = api.get(url)
+    assert response.status_code == 200, (url, response.status_code, response.content[:500])
+
+
+def test_the_generated_data_went_through_the_collector(generated_data: Loaded) -> None:
+    assert generated_data.rows == PLANNER_SPEC.row_count
+    assert generated_data.rejected == 0
+    assert len(generated_data.uuids) == PLANNER_SPEC.gpu_count
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ingest_sample")
+        assert cursor.fetchone()[0] == PLANNER_SPEC.row_count
+
+
+# --- query-count budgets -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [1, 1000])
+def test_gpu_list_costs_a_count_and_a_page_whatever_the_page_size(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, limit: int
+) -> None:
+    # 1: COUNT of GPUs with telemetry; 2: the page of GPUs.
+    with django_assert_num_queries(2):
+        get_ok(api, f"/api/v1/gpus?limit={limit}")
+
+
+def test_filtered_gpu_list_costs_a_count_and_a_page(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    # 1: COUNT of the host's GPUs; 2: the page of them.
+    with django_assert_num_queries(2):
+        get_ok(api, "/api/v1/gpus?hostname=mtv5-dgx1-hgpu-001&model=NVIDIA+L40S")
+
+
+@pytest.mark.parametrize("limit", [1, 1000])
+def test_host_list_costs_a_count_and_a_page_whatever_the_page_size(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, limit: int
+) -> None:
+    # 1: COUNT of host groups; 2: the page of hosts with GPU count and last seen.
+    with django_assert_num_queries(2):
+        get_ok(api, f"/api/v1/hosts?limit={limit}")
+
+
+def test_gpu_detail_costs_one_query(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, uuid: str
+) -> None:
+    # 1: the GPU by uuid.
+    with django_assert_num_queries(1):
+        get_ok(api, f"/api/v1/gpus/{uuid}")
+
+
+@pytest.mark.parametrize("limit", [1, 1000])
+def test_telemetry_costs_the_gpu_and_a_page_whatever_the_page_size(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, uuid: str, limit: int
+) -> None:
+    # 1: the GPU by uuid; 2: the page of samples joined with metric and workload.
+    with django_assert_num_queries(2):
+        get_ok(api, f"/api/v1/gpus/{uuid}/telemetry?limit={limit}")
+
+
+@pytest.mark.parametrize("limit", [1, 1000])
+def test_filtered_telemetry_adds_one_metric_lookup_whatever_the_page_size(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, uuid: str, limit: int
+) -> None:
+    # 1: the GPU by uuid; 2: metric names to ids; 3: the page of samples.
+    with django_assert_num_queries(3):
+        get_ok(
+            api,
+            f"/api/v1/gpus/{uuid}/telemetry?metric={METRIC}&metric={OTHER_METRIC}"
+            f"&start_time={START}&end_time={END}&limit={limit}&offset=5",
+        )
+
+
+def test_aggregate_costs_three_queries(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, uuid: str
+) -> None:
+    # 1: the GPU by uuid; 2: metric id -> name map; 3: the buckets, grouped in the database.
+    with django_assert_num_queries(3):
+        get_ok(api, f"/api/v1/gpus/{uuid}/telemetry/aggregate?bucket=1h")
+
+
+def test_filtered_aggregate_adds_one_metric_lookup(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, uuid: str
+) -> None:
+    # 1: the GPU by uuid; 2: metric names to ids; 3: metric id -> name map; 4: the buckets.
+    with django_assert_num_queries(4):
+        get_ok(
+            api,
+            f"/api/v1/gpus/{uuid}/telemetry/aggregate?bucket=1h&metric={METRIC}"
+            f"&start_time={START}&end_time={END}",
+        )
+
+
+def test_latest_costs_one_probe_per_metric(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, uuid: str
+) -> None:
+    # 1: the GPU by uuid; 2: the metric list; then one backwards index probe per metric.
+    with django_assert_num_queries(2 + PLANNER_SPEC.metrics):
+        get_ok(api, f"/api/v1/gpus/{uuid}/latest")
+
+
+def test_stats_cost_four_queries_and_no_sample_count(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    # 1: tally totals; 2: metric names; 3: GPU/host aggregate; 4: the last minute's ledger rows.
+    with django_assert_num_queries(4) as captured:
+        get_ok(api, "/api/v1/stats")
+    assert not [q["sql"] for q in captured.captured_queries if "ingest_sample" in q["sql"]]
+
+
+def test_metric_list_costs_two_queries(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    # 1: tally totals; 2: the metric list.
+    with django_assert_num_queries(2):
+        get_ok(api, "/api/v1/metrics")
+
+
+# --- query plans -----------------------------------------------------------------------
+
+
+def sample_queries(api: Client, uuid: str) -> Iterator[tuple[str, str]]:
+    """(request, SQL) of every query the real endpoints run against the sample table."""
+    urls = [
+        "/api/v1/gpus",
+        "/api/v1/hosts",
+        "/api/v1/metrics",
+        "/api/v1/stats",
+        f"/api/v1/gpus/{uuid}",
+        f"/api/v1/gpus/{uuid}/telemetry",
+        f"/api/v1/gpus/{uuid}/telemetry?limit=1000&offset=900",
+        f"/api/v1/gpus/{uuid}/telemetry?start_time={START}&end_time={END}",
+        f"/api/v1/gpus/{uuid}/telemetry?start_time={START}",
+        f"/api/v1/gpus/{uuid}/telemetry?end_time={END}",
+        f"/api/v1/gpus/{uuid}/telemetry?metric={METRIC}",
+        f"/api/v1/gpus/{uuid}/telemetry?metric={METRIC}&start_time={START}&end_time={END}",
+        f"/api/v1/gpus/{uuid}/telemetry/aggregate?bucket=1m",
+        f"/api/v1/gpus/{uuid}/telemetry/aggregate?bucket=1h&start_time={START}&end_time={END}",
+        f"/api/v1/gpus/{uuid}/telemetry/aggregate?bucket=1d&start_time=2025-07-18T00:00:00Z"
+        "&end_time=2025-07-21T00:00:00Z",
+        f"/api/v1/gpus/{uuid}/telemetry/aggregate?bucket=10m&metric={METRIC}&start_time={START}",
+        f"/api/v1/gpus/{uuid}/latest",
+    ]
+    for url in urls:
+        with CaptureQueriesContext(connection) as captured:
+            get_ok(api, url)
+        for query in captured.captured_queries:
+            if "ingest_sample" in query["sql"]:
+                yield url, query["sql"]
+
+
+def explain(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(line for (line,) in cursor.fetchall())
+
+
+def plan_shape(plan: str) -> str:
+    """The plan's nodes without their cost estimates: what a reader compares."""
+    return "\n".join(COST.sub("", line) for line in plan.splitlines() if "(cost=" in line)
+
+
+def test_every_api_query_on_samples_uses_an_index(api: Client, uuid: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'ingest_sample'::regclass"
+        )
+        assert cursor.fetchone()[0] >= 2, "the generated data should span several partitions"
+
+    plans = [(url, sql, explain(sql)) for url, sql in sample_queries(api, uuid)]
+
+    # telemetry x7, aggregate x4, latest x10: all of them, or the capture missed some.
+    assert len(plans) == 7 + 4 + PLANNER_SPEC.metrics
+    report = "\n\n".join(f"{url}\n{plan_shape(plan)}" for url, _, plan in plans)
+    print(report)  # the shapes, for `pytest -s`
+    scans = [
+        (url, match, sql) for url, sql, plan in plans for match in SEQ_SCAN_ON_SAMPLES.findall(plan)
+    ]
+    assert not scans, f"sequential scans of the sample table: {scans}\n\n{report}"
+    unindexed = [url for url, _, plan in plans if "Index" not in plan]
+    assert not unindexed, f"plans without an index: {unindexed}\n\n{report}"

@@ -1,0 +1,456 @@
+"""The OpenAPI contract: committed, complete, honest about errors, and true to the running API.
+
+The schemathesis run and the hostile-input tests call the real application over the
+reference export (loaded through the collector), so 200 answers carry real rows. They run
+with the database in autocommit, as in production, rather than inside a test transaction: a
+request that fails in the database then fails alone instead of aborting every later one.
+
+Inputs that once broke the API (offsets PostgreSQL cannot store, ranges past the calendar,
+NUL bytes, nested error bodies, empty values) each keep a test of their own below.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import hypothesis.strategies as st
+import pytest
+import schemathesis
+import yaml
+from django.core.management import call_command
+from django.test import Client
+from drf_spectacular.generators import SchemaGenerator
+from pytest_django import DjangoDbBlocker
+from schemathesis import Case
+from schemathesis.checks import positive_data_acceptance
+from schemathesis.config import SchemathesisConfig
+from schemathesis.hooks import HookContext
+
+from telemetry_project.wsgi import application
+from tests.api_data import REFERENCE_CSV, REFERENCE_UUID, reference_data
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED_SPEC = REPO / "openapi.yaml"
+STALE = "openapi.yaml is stale: run `make openapi` and commit the result."
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+# Every test here may call the API, over the reference export loaded once for the module.
+pytestmark = pytest.mark.usefixtures(reference_data.__name__)
+
+TELEMETRY = f"/api/v1/gpus/{REFERENCE_UUID}/telemetry"
+AGGREGATE = f"/api/v1/gpus/{REFERENCE_UUID}/telemetry/aggregate"
+
+
+def generated_schema() -> dict[str, Any]:
+    """The schema the code documents now, built in this process (PostgreSQL settings)."""
+    generator = SchemaGenerator()  # type: ignore[no-untyped-call]
+    schema: dict[str, Any] = generator.get_schema(request=None, public=True)  # type: ignore[no-untyped-call]
+    return schema
+
+
+def operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+def expected_statuses(path: str, operation: dict[str, Any]) -> set[int]:
+    """The 200, a 404 for an unknown GPU, a 400 for a bad query parameter."""
+    expected = {200}
+    if "{uuid}" in path:
+        expected.add(404)
+    if any(parameter["in"] == "query" for parameter in operation.get("parameters", [])):
+        expected.add(400)
+    return expected
+
+
+@pytest.fixture
+def live_api(django_db_blocker: DjangoDbBlocker) -> Iterator[Client]:
+    """A client of the app over the reference data, the database in autocommit."""
+    with django_db_blocker.unblock():
+        # The status is the answer: an exception inside a view must show up as a 500.
+        yield Client(raise_request_exception=False)
+
+
+def statuses_of(api: Client, urls: list[str]) -> dict[str, int]:
+    return {url: api.get(url).status_code for url in urls}
+
+
+def test_the_reference_export_went_through_the_collector(live_api: Client) -> None:
+    stats = live_api.get("/api/v1/stats").json()
+
+    assert (stats["total_records"], stats["unique_gpus"], stats["unique_hosts"]) == (2470, 247, 31)
+    assert stats["rejected_rows"] == 0
+    assert len(stats["metrics"]) == 10
+
+
+# --- the committed spec ------------------------------------------------------------------
+
+
+def make_openapi_environment(tmp_path: Path) -> dict[str, str]:
+    """The environment `make openapi` runs in on a developer's machine and in CI.
+
+    No DATABASE_URL, DB_* or REDIS_URL: the embedded mode, its files kept in ``tmp_path``.
+    """
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DATABASE_URL", "DB_", "REDIS_URL", "CELERY_", "PYTEST", "DJANGO_"))
+    }
+    environment.update(DJANGO_DEBUG="1", TELEMETRY_VAR_DIR=str(tmp_path / "var"))
+    return environment
+
+
+def test_committed_openapi_yaml_is_what_make_openapi_writes(tmp_path: Path) -> None:
+    written = tmp_path / "openapi.yaml"
+    # The Makefile's `openapi` command, writing elsewhere.
+    subprocess.run(
+        [sys.executable, "manage.py", "spectacular", "--validate", "--file", str(written)],
+        cwd=REPO,
+        env=make_openapi_environment(tmp_path),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+    committed, fresh = COMMITTED_SPEC.read_text(), written.read_text()
+    diff = "".join(
+        difflib.unified_diff(
+            committed.splitlines(keepends=True),
+            fresh.splitlines(keepends=True),
+            "openapi.yaml (committed)",
+            "openapi.yaml (generated now)",
+        )
+    )
+    assert committed == fresh, f"{STALE}\n{diff[:4000]}"
+
+
+def test_the_schema_served_on_postgresql_is_the_committed_one(live_api: Client) -> None:
+    response = live_api.get("/api/schema/")
+    assert response.status_code == 200
+
+    served = yaml.safe_load(response.content)
+    committed = yaml.safe_load(COMMITTED_SPEC.read_text())
+    assert served == committed, STALE
+
+
+def test_the_schema_builds_without_warnings_or_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+
+    # --fail-on-warn turns any warning into a CommandError; --validate checks the OpenAPI spec.
+    call_command(
+        "spectacular",
+        "--validate",
+        "--fail-on-warn",
+        "--file",
+        str(tmp_path / "schema.yaml"),
+        stdout=out,
+        stderr=err,
+    )
+
+    emitted = "\n".join([out.getvalue(), err.getvalue(), capsys.readouterr().err]).strip()
+    assert "warning" not in emitted.lower(), emitted
+    assert "error" not in emitted.lower(), emitted
+    assert yaml.safe_load((tmp_path / "schema.yaml").read_text())["paths"]
+
+
+def test_every_operation_documents_its_error_statuses() -> None:
+    schema = generated_schema()
+    missing = []
+    for path, method, operation in operations(schema):
+        label, responses = f"{method.upper()} {path}", operation["responses"]
+        expected = {str(status) for status in expected_statuses(path, operation)}
+        if path == "/health":
+            expected.add("503")  # the database or the broker is down
+        missing += [f"{label}: {status}" for status in sorted(expected - responses.keys())]
+        missing += [
+            f"{label}: {status} has no JSON body"
+            for status in sorted(expected & responses.keys())
+            if "application/json" not in responses[status].get("content", {})
+        ]
+    assert len(list(operations(schema))) >= 9, "operations are missing from the schema"
+    assert not missing, missing
+
+
+# --- inputs that once broke the API -----------------------------------------------------
+
+
+def test_an_offset_postgresql_cannot_store_is_refused_not_crashed_on(live_api: Client) -> None:
+    statuses = statuses_of(
+        live_api,
+        [
+            f"{TELEMETRY}?start_time=2025-07-18T20:42:34%2B16:00",
+            f"{TELEMETRY}?end_time=0665-09-11T15:41:48.913-19:28",
+            f"{AGGREGATE}?bucket=60s&end_time=2025-07-18T20:42:34-17:40",
+        ],
+    )
+    assert set(statuses.values()) <= {200, 400}, statuses
+
+
+def test_the_widest_offset_postgresql_stores_is_answered(live_api: Client) -> None:
+    statuses = statuses_of(
+        live_api,
+        [
+            f"{TELEMETRY}?start_time=2025-07-18T04:43:34%2B15:59",
+            f"{AGGREGATE}?bucket=1h&end_time=2025-07-18T05:00:00-15:59",
+        ],
+    )
+    assert set(statuses.values()) == {200}, statuses
+
+
+def test_an_aggregate_range_beyond_the_calendar_is_refused_not_crashed_on(
+    live_api: Client,
+) -> None:
+    statuses = statuses_of(
+        live_api,
+        [
+            f"{AGGREGATE}?bucket=1h&start_time=9999-12-31T23:30:00Z",
+            f"{AGGREGATE}?bucket=1h&end_time=0001-01-01T00:30:00Z",
+        ],
+    )
+    assert set(statuses.values()) <= {200, 400}, statuses
+
+
+def test_every_400_maps_each_parameter_to_a_list_of_messages(live_api: Client) -> None:
+    bodies = {
+        url: live_api.get(url).json()
+        for url in [
+            f"{TELEMETRY}?metric={'x' * 129}",
+            f"{TELEMETRY}?metric=DCGM_FI_DEV_GPU_UTIL&metric=",
+            f"{AGGREGATE}?bucket=1s&start_time=2025-07-18T00:00:00Z&end_time=2025-07-19T00:00:00Z",
+        ]
+    }
+    malformed = {
+        url: body
+        for url, body in bodies.items()
+        if not all(
+            isinstance(messages, list) and all(isinstance(m, str) for m in messages)
+            for messages in body.values()
+        )
+    }
+    assert not malformed, malformed
+
+
+def test_an_empty_value_is_refused_like_any_malformed_one(live_api: Client) -> None:
+    answers = {}
+    for url, parameter in [
+        ("/api/v1/gpus?limit=", "limit"),
+        ("/api/v1/hosts?offset=", "offset"),
+        (f"{TELEMETRY}?start_time=", "start_time"),
+        (f"{TELEMETRY}?end_time=", "end_time"),
+    ]:
+        response = live_api.get(url)
+        answers[url] = (response.status_code, parameter in response.json())
+    assert set(answers.values()) == {(400, True)}, answers
+
+
+# --- schemathesis over the whole schema ----------------------------------------------------
+
+# Fixed, so a failure replays exactly; 100 generated examples per operation in the fuzzing
+# phase, on top of the examples and coverage phases.
+SCHEMATHESIS_SEED = 20250718
+SCHEMATHESIS_MAX_EXAMPLES = 100
+
+
+def schemathesis_config() -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": SCHEMATHESIS_SEED,
+            "generation": {
+                "mode": "all",  # valid and invalid inputs
+                "max-examples": SCHEMATHESIS_MAX_EXAMPLES,
+                "database": "none",  # no replay of earlier runs: the seed alone decides
+            },
+            # A 400 for schema-valid but meaningless input (start after end, an unknown
+            # metric) is the intended answer, so only this check is left out.
+            "checks": {"positive_data_acceptance": {"enabled": False}},
+        }
+    )
+
+
+def reference_uuids() -> list[str]:
+    """The GPUs of the reference export, read from the file the data fixture loads."""
+    with REFERENCE_CSV.open(newline="") as source:
+        return sorted({row["uuid"] for row in csv.DictReader(source)})
+
+
+REAL_UUIDS = st.sampled_from(reference_uuids())
+
+
+def flatmap_path_parameters(
+    context: HookContext, path_parameters: dict[str, Any] | None
+) -> st.SearchStrategy[dict[str, Any] | None]:
+    """About half of the generated uuids become real ones, so the 200 paths are reached too."""
+    if not path_parameters or "uuid" not in path_parameters:
+        return st.just(path_parameters)
+    return st.one_of(
+        st.just(path_parameters),
+        REAL_UUIDS.map(lambda uuid: {**path_parameters, "uuid": uuid}),
+    )
+
+
+# The schema the running application serves (building it needs no database).
+API_SCHEMA = schemathesis.openapi.from_wsgi(
+    "/api/schema/", application, config=schemathesis_config()
+)
+API_SCHEMA.hook(flatmap_path_parameters)
+
+# (operation, status) -> responses of the running operation's schemathesis test.
+EXERCISED: Counter[tuple[str, int]] = Counter()
+
+
+@pytest.fixture
+def schemathesis_run(
+    django_db_blocker: DjangoDbBlocker, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """Counts one operation's responses, then checks the run reached what it documents."""
+    EXERCISED.clear()
+    caplog.set_level(logging.CRITICAL, logger="django.request")  # thousands of 4xx lines
+    started = time.monotonic()
+    with django_db_blocker.unblock():
+        yield
+    elapsed = time.monotonic() - started
+    labels = {label for label, _ in EXERCISED}
+    if len(labels) != 1:
+        pytest.fail(f"expected one operation's responses, got {sorted(labels)}")
+    (label,) = labels
+    statuses = ", ".join(f"{status} x{count}" for (_, status), count in sorted(EXERCISED.items()))
+    print(  # the figures, for `pytest -s`
+        f"\nschemathesis seed {SCHEMATHESIS_SEED}: {label}: {EXERCISED.total()} requests "
+        f"in {elapsed:.1f}s ({statuses})"
+    )
+    method, path = label.split(" ", 1)
+    operation = generated_schema()["paths"][path][method.lower()]
+    missing = expected_statuses(path, operation) - {status for _, status in EXERCISED}
+    if missing:
+        pytest.fail(f"{label} never answered {sorted(missing)}: the run did not reach them")
+
+
+@pytest.mark.usefixtures(schemathesis_run.__name__)
+@API_SCHEMA.parametrize()
+def test_schemathesis_finds_no_server_error_and_no_check_failure(case: Case[Any]) -> None:
+    # Every check but positive_data_acceptance, on every case of the examples, coverage and
+    # fuzzing phases; one test per operation.
+    response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
+    EXERCISED[case.operation.label, response.status_code] += 1
+    assert response.status_code < 500, case.as_curl_command()
+
+
+# --- hostile query strings -----------------------------------------------------------------
+
+ENDPOINTS = [
+    "/api/v1/gpus",
+    "/api/v1/hosts",
+    TELEMETRY,
+    AGGREGATE,
+    f"/api/v1/gpus/{REFERENCE_UUID}/latest",
+    f"/api/v1/gpus/{REFERENCE_UUID}",
+    "/api/v1/metrics",
+    "/api/v1/stats",
+]
+PARAMETERS = ["start_time", "end_time", "metric", "bucket", "limit", "offset", "hostname", "model"]
+HOSTILE_VALUES = {
+    "sql": "' OR 1=1 --",
+    "sql-union": "x' UNION SELECT uuid FROM ingest_gpu --",
+    "sql-time": "2025-07-18T20:42:34Z'; DROP TABLE ingest_sample; --",
+    "nul": "\x00",
+    "nul-inside": "2025-07-18T20:42:34\x00Z",
+    "percent-nul": "%00",
+    "control": "\x01\x1b[31m\x7f",
+    "newline": "a\r\nb",
+    "unicode": "\ud7ff\ufffd\U0001f525",
+    "huge": "9" * 100_000,
+}
+ANSWERS = {200, 400, 404}
+TIME_AND_METRIC = ("start_time", "end_time", "metric")
+
+
+def unanswered(api: Client, requests: list[tuple[str, dict[str, str]]]) -> list[str]:
+    """The requests whose answer is not a 200, 400 or 404."""
+    failures = []
+    for url, query in requests:
+        response = api.get(url, query)
+        if response.status_code not in ANSWERS:
+            shown = {name: value[:40] for name, value in query.items()}
+            failures.append(f"{url} {shown!r}: {response.status_code}")
+    return failures
+
+
+@pytest.mark.parametrize("value_name", sorted(HOSTILE_VALUES))
+def test_hostile_values_in_any_parameter_are_refused_not_crashed_on(
+    live_api: Client, value_name: str
+) -> None:
+    value = HOSTILE_VALUES[value_name]
+    requests = [
+        (endpoint, {"bucket": "1h", parameter: value})
+        for endpoint in ENDPOINTS
+        for parameter in PARAMETERS
+    ]
+    assert not unanswered(live_api, requests)
+
+
+def test_a_metric_repeated_two_thousand_times_is_not_a_server_error(live_api: Client) -> None:
+    query = "&".join(["metric=DCGM_FI_DEV_GPU_UTIL"] * 2000)
+    failures = []
+    for endpoint in ENDPOINTS:
+        response = live_api.get(f"{endpoint}?{query}&bucket=1h")
+        if response.status_code not in ANSWERS:
+            failures.append(f"{endpoint}: {response.status_code}")
+    assert not failures
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "parameter"),
+    [
+        *((endpoint, name) for endpoint in (TELEMETRY, AGGREGATE) for name in TIME_AND_METRIC),
+        (TELEMETRY, "limit"),
+        (TELEMETRY, "offset"),
+        ("/api/v1/gpus", "limit"),
+        ("/api/v1/hosts", "offset"),
+    ],
+)
+def test_a_100_kb_value_is_a_400_naming_the_parameter(
+    live_api: Client, endpoint: str, parameter: str
+) -> None:
+    value = "2025-07-18T20:42:34Z" + "0" * 100_000
+    response = live_api.get(endpoint, {"bucket": "1h", parameter: value})
+    assert response.status_code == 400, response.content[:300]
+    assert parameter in response.json()
+
+
+def test_a_100_kb_bucket_is_a_400_naming_it(live_api: Client) -> None:
+    response = live_api.get(AGGREGATE, {"bucket": "1" * 100_000 + "s"})
+    assert response.status_code == 400
+    assert "bucket" in response.json()
+
+
+UUID_SUFFIXES = ["", "/latest", "/telemetry", "/telemetry/aggregate?bucket=1h"]
+
+
+@pytest.mark.parametrize(
+    "value_name",
+    sorted(HOSTILE_VALUES),
+)
+def test_hostile_uuids_are_not_found_not_crashed_on(live_api: Client, value_name: str) -> None:
+    uuid = quote(HOSTILE_VALUES[value_name], safe="")
+    failures = []
+    for suffix in UUID_SUFFIXES:
+        response = live_api.get(f"/api/v1/gpus/{uuid}{suffix}")
+        if response.status_code != 404:
+            failures.append(f"{suffix or '(detail)'}: {response.status_code}")
+    assert not failures
