@@ -15,8 +15,12 @@ COLLECT_TASK = "ingest.collect"
 def queue_depth(queue: str, connection: Connection | None = None) -> int:
     """Messages waiting in ``queue`` (a passive declare: works on Redis and the filesystem)."""
     if connection is None:
-        with app.connection_for_read() as fresh:
-            return queue_depth(queue, fresh)
+        # A pooled connection: /stats asks on every request, and a fresh TCP connection
+        # costs more than the whole rest of the answer. (celery-types calls app.pool a
+        # ProducerPool; Celery's app.pool hands out Connections.)
+        pool: Any = app.pool
+        with pool.acquire(block=True) as pooled:
+            return queue_depth(queue, pooled)
     channel: Any = connection.default_channel  # kombu's stubs lack queue_declare
     try:
         return int(channel.queue_declare(queue=queue, passive=True).message_count)
