@@ -34,8 +34,10 @@ class CountedPagination(LimitOffsetPagination):
     default_limit = DEFAULT_PAGE_SIZE
     max_limit = MAX_PAGE_SIZE
 
-    def read_page(self, request: Request) -> tuple[int, int]:
+    def read_page(self, request: Request, queryset: QuerySet[Any]) -> tuple[int, int]:
         """Validate ``limit`` and ``offset``, remember them for the links, return them."""
+        if not queryset.ordered:
+            raise TypeError("paginating an unordered queryset would make pages overlap")
         params = PageParams(data=request.query_params)
         reject_empty(request.query_params, params.fields)
         if not params.is_valid():
@@ -48,9 +50,7 @@ class CountedPagination(LimitOffsetPagination):
     def paginate_queryset(
         self, queryset: QuerySet[Any], request: Request, view: APIView | None = None
     ) -> list[Any]:
-        if not queryset.ordered:
-            raise TypeError("paginating an unordered queryset would make pages overlap")
-        limit, offset = self.read_page(request)
+        limit, offset = self.read_page(request, queryset)
         self.count = self.get_count(queryset)
         return list(queryset[offset : offset + limit])
 
@@ -66,9 +66,7 @@ class UncountedPagination(CountedPagination):
     def paginate_queryset(
         self, queryset: QuerySet[Any], request: Request, view: APIView | None = None
     ) -> list[Any]:
-        if not queryset.ordered:
-            raise TypeError("paginating an unordered queryset would make pages overlap")
-        limit, offset = self.read_page(request)
+        limit, offset = self.read_page(request, queryset)
         rows = list(queryset[offset : offset + limit + 1])
         self.has_next = len(rows) > limit
         # The parent builds the links from a count: "one more than this page" is enough.

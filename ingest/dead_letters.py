@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk
-from ingest.queues import COLLECT_QUEUE, COLLECT_TASK, publish_chunk
+from ingest.queues import publish_chunk
 from telemetry_project.celery import app
 
 logger = logging.getLogger(__name__)
@@ -97,16 +97,7 @@ def _release_ledger(chunk_id: str) -> list[IngestedChunk]:
 def _publish(letter: DeadLetter, payload: Any, released: list[IngestedChunk]) -> None:
     try:
         with app.connection_for_write() as connection:
-            if isinstance(payload, dict):
-                publish_chunk(payload, connection)
-            else:  # not a chunk at all: sent back as it came
-                app.send_task(
-                    COLLECT_TASK,
-                    args=[payload],
-                    queue=COLLECT_QUEUE,
-                    serializer="msgpack",
-                    connection=connection,
-                )
+            publish_chunk(payload, connection)  # a non-chunk goes back as it came
     except Exception as error:
         _restore(letter, released)
         raise _PublishError(error) from error

@@ -28,7 +28,8 @@ def queue_depth(queue: str, connection: Connection | None = None) -> int:
         return 0  # never declared yet: nothing was ever published to it
 
 
-def publish_chunk(payload: dict[str, Any], connection: Connection) -> None:
+def publish_chunk(payload: object, connection: Connection) -> None:
+    """Send a collect message (a chunk payload; a dead letter replays whatever it held)."""
     app.send_task(
         COLLECT_TASK,
         args=[payload],
