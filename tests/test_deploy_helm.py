@@ -1,0 +1,609 @@
+"""The Helm chart, checked with the real tools: helm lint/template and kubernetes-validate.
+
+No cluster is needed: every values file is linted and rendered, every rendered manifest is
+validated against the Kubernetes 1.30 and 1.35 schemas, and the rules a schema cannot see
+(autoscalers, beat, queues, secrets, CSV sources, the KEDA custom resources) are checked on
+the rendered objects. A missing tool fails these tests: `make deploy-tools` installs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ingest.models import stream_queue_for_site
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "charts" / "telemetry-pipeline"
+VENV_BIN = Path(sys.executable).parent
+HELM = VENV_BIN / "helm"
+KUBERNETES_VALIDATE = VENV_BIN / "kubernetes-validate"
+VALUES_FILES = ["values.yaml", "values-all-in-one.yaml", "values-central.yaml", "values-edge.yaml"]
+KUBERNETES_VERSIONS = ["1.30.0", "1.35.0"]
+WORKERS = {"streamer", "collector"}
+ONE_MIB = 1024 * 1024
+
+Manifest = dict[str, Any]
+
+
+def tool(path: Path) -> Path:
+    if not path.is_file():
+        pytest.fail(f"{path.name} is not installed at {path}: run `make deploy-tools`")
+    return path
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tool(HELM)), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@functools.cache
+def rendered_text(values_file: str, *options: str) -> str:
+    result = helm(
+        "template", "rel", str(CHART), "--namespace", "telemetry",
+        "-f", str(CHART / values_file), *options,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def render(values_file: str = "values.yaml", *options: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(rendered_text(values_file, *options)) if doc]
+
+
+def render_error(*options: str) -> str:
+    """helm template's error for values that must be refused."""
+    result = helm("template", "rel", str(CHART), *options)
+    assert result.returncode != 0, "rendering should have failed"
+    return result.stderr
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def component(manifest: Manifest) -> str:
+    return str(manifest["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def deployments(manifests: list[Manifest]) -> dict[str, Manifest]:
+    """Deployments by role (web, beat, streamer, collector)."""
+    return {component(m): m for m in manifests if m["kind"] == "Deployment"}
+
+
+def containers(manifest: Manifest) -> list[dict[str, Any]]:
+    pod = manifest["spec"]["template"]["spec"]
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+def walk_strings(node: object) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from walk_strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk_strings(item)
+
+
+# --- The tools pass ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_helm_lint_strict_passes(values_file: str) -> None:
+    result = helm("lint", "--strict", str(CHART), "-f", str(CHART / values_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_rendered_manifest_passes_kubernetes_validate_strict(
+    version: str, tmp_path: Path
+) -> None:
+    files = []
+    for values_file in VALUES_FILES:
+        target = tmp_path / values_file
+        target.write_text(rendered_text(values_file))
+        files.append(str(target))
+    result = subprocess.run(
+        [str(tool(KUBERNETES_VALIDATE)), "--strict", "-k", version, *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    passed = re.findall(r"passed for resource (\S+)", output)
+    assert len(passed) >= 30, output
+    # Only KEDA's custom resources lack a schema; their fields are tested below.
+    for line in output.splitlines():
+        if line.startswith("WARN"):
+            assert "keda.sh/v1alpha1" in line, line
+
+
+# --- Values: documented, and nonsense refused ---------------------------------------------
+
+
+def value_paths(node: object, prefix: str = "") -> Iterator[str]:
+    """Leaf paths of the values (a list, or an empty or free-form map, is one leaf)."""
+    if isinstance(node, dict) and node and prefix not in FREE_FORM_MAPS:
+        for key, value in node.items():
+            yield from value_paths(value, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix
+
+
+FREE_FORM_MAPS = {
+    "podSecurityContext",
+    "containerSecurityContext",
+    *(f"{role}.resources" for role in ("web", "beat", "streamer", "collector", "migrations")),
+    "postgresql.resources",
+    "redis.resources",
+}
+
+
+def test_every_value_is_documented_with_a_param_comment() -> None:
+    text = (CHART / "values.yaml").read_text()
+    documented = set(re.findall(r"^\s*## @param (\S+)", text, flags=re.MULTILINE))
+    paths = set(value_paths(yaml.safe_load(text)))
+    assert paths - documented == set(), "values without a ## @param line"
+    assert documented - paths == set(), "## @param lines naming no value"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "collector.autoscaling.mode=both",
+        "collector.autoscaling.hpa.enabled=true",
+        "collector.replicas=3",
+        "streamer.pool=gevent",
+        "web.replicaCount=-1",
+        "site=Edge Site",
+        "broker.database=16",
+        "database.sslMode=maybe",
+        "django.logLevel=LOUD",
+        "extraEnv.DB_PASSWORD=hunter2",
+        "image.pullPolicy=Sometimes",
+    ],
+)
+def test_schema_rejects_nonsense(option: str) -> None:
+    error = render_error("--set", option)
+    assert "schema" in error, error
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"from": "ftp"},
+        {"name": "Not_A_Slug"},
+        {"from": "url", "file": "/etc/passwd"},
+        {"from": "image", "file": "relative/path.csv"},
+        {"batchSize": 0},
+        {"pace": "sometimes"},
+    ],
+)
+def test_schema_rejects_nonsense_sources(change: dict[str, object], tmp_path: Path) -> None:
+    error = render_error("-f", str(sources_file(tmp_path, **change)))
+    assert "schema" in error, error
+
+
+def sources_file(tmp_path: Path, **change: object) -> Path:
+    """A values file whose one CSV source is the default sample with ``change`` applied."""
+    (sample,) = yaml.safe_load((CHART / "values.yaml").read_text())["csv"]["sources"]
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump({"csv": {"sources": [{**sample, **change}]}}))
+    return path
+
+
+def test_an_external_database_needs_its_host() -> None:
+    error = render_error("--set", "postgresql.enabled=false")
+    assert "database.host is required" in error
+
+
+def test_an_external_database_and_the_bundled_one_are_not_both_configured() -> None:
+    error = render_error("--set", "database.host=db.example.com")
+    assert "set postgresql.enabled=false" in error
+
+
+# --- Roles ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_beat_is_one_replica_with_the_recreate_strategy(values_file: str) -> None:
+    manifests = render(values_file)
+    beat = deployments(manifests).get("beat")
+    if values_file == "values-edge.yaml":
+        assert beat is None
+        return
+    assert beat is not None
+    assert beat["spec"]["replicas"] == 1
+    assert beat["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [m for m in manifests if m["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}
+                and m["spec"]["scaleTargetRef"]["name"] == beat["metadata"]["name"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_workers_consume_their_own_queue(values_file: str) -> None:
+    manifests = render(values_file)
+    site = yaml.safe_load((CHART / values_file).read_text()).get("site", "default")
+    expected = {"streamer": stream_queue_for_site(site), "collector": "collect"}
+    workers = {role: d for role, d in deployments(manifests).items() if role in WORKERS}
+    assert workers
+    for role, deployment in workers.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        args = container["args"]
+        assert args[0] == role
+        assert args[args.index("-Q") + 1] == expected[role]
+        # The entrypoint turns these arguments into the worker command a container runs.
+        command = entrypoint_dry_run(args)
+        assert command[:4] == ["celery", "-A", "telemetry_project", "worker"]
+        assert command.count("-Q") == 1
+        assert command[command.index("-Q") + 1] == expected[role]
+
+
+def entrypoint_dry_run(args: list[str]) -> list[str]:
+    result = subprocess.run(
+        [str(REPO / "docker" / "entrypoint.sh"), *args],
+        env={"PATH": os.environ["PATH"], "ENTRYPOINT_DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+def test_probes_fit_each_role_and_worker_pool() -> None:
+    for pool, script in [("solo", "worker-alive.sh"), ("prefork", "worker-ping.sh")]:
+        options = ("--set", f"collector.pool={pool}", "--set", f"streamer.pool={pool}")
+        roles = deployments(render("values.yaml", *options))
+        for role in WORKERS:
+            (container,) = roles[role]["spec"]["template"]["spec"]["containers"]
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                command = container[probe]["exec"]["command"]
+                assert command[0] == f"/app/docker/{script}", (role, pool, probe)
+            if pool != "solo":
+                assert "--concurrency=2" in container["args"]
+    (web,) = roles["web"]["spec"]["template"]["spec"]["containers"]
+    assert web["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert {"name": "Host", "value": "localhost"} in web["readinessProbe"]["httpGet"]["httpHeaders"]
+    assert web["livenessProbe"]["httpGet"]["path"].startswith("/static/")
+
+
+def test_probe_and_entrypoint_scripts_are_the_repository_ones() -> None:
+    """Commands under /app/docker/ in the manifests exist, executable, in docker/."""
+    referenced = set()
+    for values_file in VALUES_FILES:
+        text = rendered_text(values_file)
+        referenced |= set(re.findall(r"/app/(docker/[\w.-]+)", text))
+    assert referenced >= {"docker/worker-alive.sh"}
+    for script in referenced:
+        assert os.access(REPO / script, os.X_OK), script
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_every_container_has_resource_requests_and_limits(values_file: str) -> None:
+    for manifest in render(values_file):
+        if manifest["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            for container in containers(manifest):
+                resources = container["resources"]
+                assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
+                assert {"cpu", "memory"} <= set(resources["limits"]), container["name"]
+
+
+def test_the_migration_job_is_a_hook_before_upgrades() -> None:
+    (job,) = of_kind(render(), "Job").values()
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["migrate"]
+    # Inline configuration: a pre-upgrade hook would read the previous ConfigMap.
+    names = {item["name"] for item in container["env"]}
+    assert {"DB_HOST", "REDIS_URL", "DJANGO_SECRET_KEY"} <= names
+
+
+def test_a_configuration_change_rolls_the_pods() -> None:
+    def config_checksums(*options: str) -> dict[str, str]:
+        return {
+            role: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for role, d in deployments(render("values.yaml", *options)).items()
+        }
+
+    before = config_checksums()
+    assert config_checksums() == before
+    after = config_checksums("--set", "pipeline.collectQueueMaxDepth=128")
+    assert set(after) == set(before) == {"web", "beat", "streamer", "collector"}
+    assert all(after[role] != before[role] for role in before)
+
+
+# --- Autoscaling --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", sorted(WORKERS))
+@pytest.mark.parametrize("mode", ["none", "hpa", "keda"])
+def test_a_worker_role_has_at_most_one_autoscaler(role: str, mode: str) -> None:
+    manifests = render("values.yaml", "--set", f"{role}.autoscaling.mode={mode}")
+    target = deployments(manifests)[role]
+    name = target["metadata"]["name"]
+    scalers = [
+        m["kind"]
+        for m in manifests
+        if m["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}
+        and m["spec"]["scaleTargetRef"]["name"] == name
+    ]
+    expected = {"none": [], "hpa": ["HorizontalPodAutoscaler"], "keda": ["ScaledObject"]}
+    assert scalers == expected[mode]
+    # The autoscaler owns the replica count; a fixed one would fight it on every upgrade.
+    assert ("replicas" in target["spec"]) == (mode == "none")
+
+
+def test_the_keda_scaled_object_follows_the_collect_list() -> None:
+    manifests = render("values-central.yaml")
+    (scaled,) = of_kind(manifests, "ScaledObject").values()
+    spec = scaled["spec"]
+    target = deployments(manifests)["collector"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": target["metadata"]["name"],
+    }
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis"
+    metadata = trigger["metadata"]
+    assert metadata["listName"] == "collect"
+    assert int(metadata["listLength"]) >= 1
+    assert all(isinstance(value, str) for value in metadata.values())
+    config = next(iter(of_kind(manifests, "ConfigMap").values()))["data"]
+    host_port = re.match(r"rediss?://([^/]+)/(\d+)$", config["REDIS_URL"])
+    assert host_port is not None
+    assert metadata["address"] == host_port.group(1)
+    assert metadata["databaseIndex"] == host_port.group(2)
+    assert metadata["enableTLS"] == str(config["REDIS_URL"].startswith("rediss")).lower()
+    # Backpressure caps the list at COLLECT_QUEUE_MAX_DEPTH: beyond it KEDA could not scale.
+    bound = int(config["COLLECT_QUEUE_MAX_DEPTH"])
+    assert spec["maxReplicaCount"] * int(metadata["listLength"]) <= bound
+    # KEDA logs in with the workers' password, by reference to the same Secret.
+    auth = of_kind(manifests, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]
+    refs = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
+    (collector,) = target["spec"]["template"]["spec"]["containers"]
+    password = next(item for item in collector["env"] if item["name"] == "REDIS_PASSWORD")
+    assert {k: refs["password"][k] for k in ("name", "key")} == password["valueFrom"][
+        "secretKeyRef"
+    ]
+
+
+def test_keda_on_edge_streamers_follows_the_site_queue() -> None:
+    manifests = render("values-edge.yaml", "--set", "streamer.autoscaling.mode=keda")
+    (scaled,) = of_kind(manifests, "ScaledObject").values()
+    assert scaled["spec"]["triggers"][0]["metadata"]["listName"] == "stream.edge1"
+    assert scaled["spec"]["scaleTargetRef"]["name"].endswith("-streamer")
+
+
+# --- Secrets ------------------------------------------------------------------------------
+
+SECRETS = {
+    "django.secretKey": "django-key-7f3a9c1e5b2d4f6a8e0c",
+    "database.password": "db-password-3b8e1f0a9c7d",
+    "broker.password": "redis-password-c4d2e9a1f7b3",
+}
+
+
+@pytest.mark.parametrize("values_file", ["values.yaml", "values-all-in-one.yaml"])
+def test_secrets_never_appear_in_configmaps_or_env_literals(values_file: str) -> None:
+    options = [arg for name, value in SECRETS.items() for arg in ("--set", f"{name}={value}")]
+    manifests = render(values_file, *options)
+    secret_data = "".join(
+        base64.b64decode(v).decode() for m in of_kind(manifests, "Secret").values()
+        for v in m["data"].values()
+    )  # fmt: skip
+    for value in SECRETS.values():
+        assert value in secret_data  # stored where it belongs
+        encoded = base64.b64encode(value.encode()).decode()
+        for manifest in manifests:
+            if manifest["kind"] != "Secret":
+                text = " ".join(walk_strings(manifest))
+                assert value not in text, manifest["metadata"]["name"]
+                assert encoded not in text, manifest["metadata"]["name"]
+    assert_secret_env_by_reference(manifests)
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_secret_variables_come_from_secret_references(values_file: str) -> None:
+    assert_secret_env_by_reference(render(values_file))
+
+
+def assert_secret_env_by_reference(manifests: list[Manifest]) -> None:
+    secret_like = re.compile(r"PASSWORD|SECRET|TOKEN")
+    for config in of_kind(manifests, "ConfigMap").values():
+        if not config["metadata"]["name"].endswith("-csv"):
+            assert not [key for key in config["data"] if secret_like.search(key)]
+    for manifest in manifests:
+        if manifest["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            for container in containers(manifest):
+                for item in container.get("env", []):
+                    if secret_like.search(item["name"]):
+                        assert "value" not in item, (container["name"], item["name"])
+                        assert "secretKeyRef" in item["valueFrom"], item["name"]
+
+
+def test_existing_secrets_replace_the_charts_own() -> None:
+    manifests = render("values-edge.yaml")
+    (secret,) = of_kind(manifests, "Secret").values()
+    assert set(secret["data"]) == {"django-secret-key"}  # the edge's own; DB and Redis given
+    (streamer,) = deployments(manifests)["streamer"]["spec"]["template"]["spec"]["containers"]
+    refs = {
+        item["name"]: item["valueFrom"]["secretKeyRef"]["name"]
+        for item in streamer["env"]
+        if "valueFrom" in item
+    }
+    assert refs == {
+        "DJANGO_SECRET_KEY": "rel-telemetry-pipeline",
+        "DB_PASSWORD": "telemetry-database",
+        "REDIS_PASSWORD": "telemetry-broker",
+    }
+
+
+# --- CSV sources --------------------------------------------------------------------------
+
+
+def test_a_configmap_csv_over_one_mebibyte_is_refused_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    reference = REPO / "data" / "dcgm_metrics_sample.csv"
+    assert reference.stat().st_size > ONE_MIB
+    error = render_error(
+        "--set-file", f"csv.configMap.files.dcgm\\.csv={reference}",
+        "-f", str(sources_file(tmp_path, **{"from": "configMap", "file": "dcgm.csv"})),
+    )  # fmt: skip
+    assert '"dcgm.csv" is 1107455 bytes, over the 1 MiB' in error
+    for alternative in ("image", "PVC", "URL"):
+        assert alternative in error
+
+
+def test_a_small_configmap_csv_is_mounted_in_the_streamers(tmp_path: Path) -> None:
+    small = tmp_path / "small.csv"
+    with (REPO / "data" / "dcgm_metrics_sample.csv").open() as reference:
+        small.write_text("".join(next(reference) for _ in range(50)))
+    manifests = render(
+        "values.yaml",
+        "--set-file", f"csv.configMap.files.small\\.csv={small}",
+        "-f", str(sources_file(tmp_path, **{"from": "configMap", "file": "small.csv"})),
+    )  # fmt: skip
+    config = of_kind(manifests, "ConfigMap")["rel-telemetry-pipeline-csv"]
+    assert config["data"]["small.csv"] == small.read_text()
+    (init,) = deployments(manifests)["streamer"]["spec"]["template"]["spec"]["initContainers"]
+    assert "/data/csv-configmap/small.csv" in init["args"]
+    assert {"name": "csv-configmap", "mountPath": "/data/csv-configmap", "readOnly": True} in init[
+        "volumeMounts"
+    ]
+
+
+def test_a_source_can_be_a_url_without_any_volume(tmp_path: Path) -> None:
+    url = "https://exports.example.com/dcgm.csv"
+    manifests = render(
+        "values.yaml", "-f", str(sources_file(tmp_path, **{"from": "url", "file": url}))
+    )
+    pod = deployments(manifests)["streamer"]["spec"]["template"]["spec"]
+    assert url in pod["initContainers"][0]["args"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+
+
+def test_the_baked_in_sample_is_the_default_source() -> None:
+    (init,) = deployments(render())["streamer"]["spec"]["template"]["spec"]["initContainers"]
+    assert init["args"][:3] == ["add-source", "sample", "/app/data/dcgm_metrics_sample.csv"]
+    assert "--if-missing" in init["args"]
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert "!data/dcgm_metrics_sample.csv" in ignore  # and the image holds it
+
+
+# --- Deployment modes ---------------------------------------------------------------------
+
+
+def test_edge_renders_streamers_only_with_their_files_and_no_database() -> None:
+    manifests = render("values-edge.yaml")
+    kinds = {m["kind"] for m in manifests}
+    assert kinds == {"ServiceAccount", "Secret", "ConfigMap", "Deployment"}
+    assert set(deployments(manifests)) == {"streamer"}
+    assert not of_kind(manifests, "StatefulSet")
+    assert not of_kind(manifests, "Job")
+    config = of_kind(manifests, "ConfigMap")["rel-telemetry-pipeline"]["data"]
+    assert config["DB_HOST"] == "central-db.example.com"
+    assert config["REDIS_URL"] == "rediss://central-redis.example.com:6379/0"
+    assert config["REDIS_TLS_CA_FILE"] == "/etc/telemetry/broker-ca/ca.crt"
+    pod = deployments(manifests)["streamer"]["spec"]["template"]["spec"]
+    claim = next(v for v in pod["volumes"] if v["name"] == "csv-pvc")
+    assert claim["persistentVolumeClaim"] == {"claimName": "dcgm-exports", "readOnly": True}
+    for init in pod["initContainers"]:
+        assert "--site=edge1" in init["args"]
+        assert init["args"][2].startswith("/data/csv/")
+
+
+def test_central_runs_the_database_web_beat_and_elastic_collectors() -> None:
+    manifests = render("values-central.yaml")
+    assert set(deployments(manifests)) == {"web", "beat", "streamer", "collector"}
+    assert {component(s) for s in of_kind(manifests, "StatefulSet").values()} == {
+        "postgresql",
+        "redis",
+    }
+    services = {component(s): s for s in of_kind(manifests, "Service").values()
+                if s["spec"].get("type") == "LoadBalancer"}  # fmt: skip
+    assert set(services) == {"postgresql", "redis"}  # reachable from the edges
+    assert "ScaledObject" in {m["kind"] for m in manifests}
+
+
+def test_all_in_one_runs_every_role_and_both_services() -> None:
+    manifests = render("values-all-in-one.yaml")
+    assert set(deployments(manifests)) == {"web", "beat", "streamer", "collector"}
+    assert {component(s) for s in of_kind(manifests, "StatefulSet").values()} == {
+        "postgresql",
+        "redis",
+    }
+    assert set(of_kind(manifests, "HorizontalPodAutoscaler")) == {
+        "rel-telemetry-pipeline-collector"
+    }
+    assert of_kind(manifests, "Ingress")
+
+
+def test_config_keys_are_variables_the_project_reads() -> None:
+    known = (REPO / "telemetry_project" / "settings.py").read_text()
+    known += (REPO / "docker" / "entrypoint.sh").read_text()
+    for values_file in VALUES_FILES:
+        for config in of_kind(render(values_file), "ConfigMap").values():
+            if not config["metadata"]["name"].endswith("-csv"):
+                unread = [key for key in config["data"] if not re.search(rf"\b{key}\b", known)]
+                assert unread == [], values_file
+
+
+# --- Broker options -----------------------------------------------------------------------
+
+EXTERNAL_REDIS = ("--set", "redis.enabled=false", "--set", "broker.host=redis.example.com")
+
+
+def test_an_external_redis_over_tls_gets_its_ca_in_every_pipeline_container() -> None:
+    manifests = render(
+        "values.yaml", *EXTERNAL_REDIS,
+        "--set", "broker.tls.enabled=true", "--set", "broker.tls.caSecret=redis-ca",
+        "--set", "broker.password=from-values",
+    )  # fmt: skip
+    config = of_kind(manifests, "ConfigMap")["rel-telemetry-pipeline"]["data"]
+    assert config["REDIS_URL"] == "rediss://redis.example.com:6379/0"
+    ca_file = Path(config["REDIS_TLS_CA_FILE"])
+    for manifest in manifests:
+        if manifest["kind"] in {"Deployment", "Job"}:
+            volumes = {v["name"]: v for v in manifest["spec"]["template"]["spec"]["volumes"]}
+            assert volumes["broker-ca"]["secret"]["secretName"] == "redis-ca"
+            for container in containers(manifest):
+                mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+                assert mounts["broker-ca"] == str(ca_file.parent)
+    assert "redis-password" in of_kind(manifests, "Secret")["rel-telemetry-pipeline"]["data"]
+
+
+def test_an_external_redis_without_a_password_gets_none() -> None:
+    manifests = render("values.yaml", *EXTERNAL_REDIS)
+    assert "redis-password" not in of_kind(manifests, "Secret")["rel-telemetry-pipeline"]["data"]
+    for deployment in deployments(manifests).values():
+        for container in containers(deployment):
+            assert "REDIS_PASSWORD" not in {item["name"] for item in container["env"]}
+
+
+def test_the_bundled_redis_requires_a_password_and_tls_on_both_ends() -> None:
+    (redis,) = [s for s in of_kind(render(), "StatefulSet").values() if component(s) == "redis"]
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    assert '--requirepass "$REDIS_PASSWORD"' in container["command"][-1]
+    error = render_error(
+        "--set", "redis.tls.enabled=true", "--set", "redis.tls.certificateSecret=t"
+    )
+    assert "broker.tls.enabled must equal redis.tls.enabled" in error
