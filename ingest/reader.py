@@ -3,25 +3,40 @@
 Everything works from byte offsets with bounded reads, so memory stays flat for any file size
 and a resumed stream seeks instead of re-reading. http(s) sources are read with Range
 requests; a server that ignores Range is read from the start and the prefix discarded.
+
+Every open goes through the source policy (``ingest.sources``): a file must be a regular file
+under ``STREAM_SOURCE_DIRS`` and a URL must be http(s), checked at each read rather than only
+when the source was registered. URLs are read with ``STREAM_SOURCE_HTTP_TIMEOUT_SECONDS`` and
+refused beyond ``STREAM_SOURCE_MAX_BYTES``, so a hostile or broken server can neither hang a
+streamer nor feed it forever.
 """
 
 from __future__ import annotations
 
+import http.client
+import io
 import itertools
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from django.conf import settings
+
+from ingest import sources
 from ingest.dcgm import ColumnLayout, HeaderError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 BLOCK_SIZE = 1 << 20
 # A chunk ends at a line boundary once it holds this many bytes (checked per block read, so
 # it may exceed it by up to one block), whatever its line count: a file of enormous lines
 # still makes messages the broker can carry.
 MAX_CHUNK_BYTES = 16 << 20
-HTTP_TIMEOUT_SECONDS = 30
 
 
 class SourceError(Exception):
@@ -51,27 +66,120 @@ class LineRun:
 
 
 def _is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
+    return sources.is_url(location)
 
 
 @contextmanager
 def open_at(location: str, position: int) -> Iterator[IO[bytes]]:
-    """A binary stream of the source positioned at ``position``."""
+    """A binary stream of the source positioned at ``position``, once the policy allows it."""
     try:
-        if _is_url(location):
-            # Only http(s) reaches here (_is_url), never file:// or a custom scheme.
-            range_header = {"Range": f"bytes={position}-"}
-            request = urllib.request.Request(location, headers=range_header)  # noqa: S310
-            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
-                if position and response.status != 206:
-                    _discard(response, position)
-                yield response
+        target = sources.check_location(location)
+        if sources.is_url(target):
+            with _open_url(target, position) as stream:
+                yield stream
         else:
-            with open(location, "rb") as stream:
+            with sources.open_source_file(target) as stream:
                 stream.seek(position)
                 yield stream
-    except OSError as error:
+    except sources.LocationRefusedError as error:
+        raise SourceError(str(error)) from None
+    except (OSError, http.client.HTTPException) as error:
         raise SourceError(f"cannot read {location}: {error}") from error
+
+
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) only: urllib's own handler would also follow ftp://."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if urlsplit(newurl).scheme.lower() not in sources.URL_SCHEMES:
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"redirect to {newurl!r} refused: not http(s)", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _url_opener() -> urllib.request.OpenerDirector:
+    """An opener with http(s) handlers only (no file://, ftp:// or data: handler at all)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _HttpRedirectsOnly(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+@contextmanager
+def _open_url(url: str, position: int) -> Iterator[IO[bytes]]:
+    """The URL's bytes from ``position``, refused when the source exceeds the size cap."""
+    cap = settings.STREAM_SOURCE_MAX_BYTES
+    request = urllib.request.Request(url, headers={"Range": f"bytes={position}-"})  # noqa: S310
+    timeout = settings.STREAM_SOURCE_HTTP_TIMEOUT_SECONDS
+    with _url_opener().open(request, timeout=timeout) as response:
+        partial = response.status == 206
+        total = _announced_size(response, position if partial else 0)
+        if cap and total is not None and total > cap:
+            raise SourceError(_too_large(url, f"is {total} bytes"))
+        raw = _CappedResponse(response, url, position if partial else 0, cap)
+        with io.BufferedReader(raw, BLOCK_SIZE) as stream:
+            if position and not partial:
+                _discard(stream, position)
+            yield stream
+
+
+def _announced_size(response: http.client.HTTPResponse, start: int) -> int | None:
+    """The whole source's size as the server states it (Content-Range, else Content-Length)."""
+    content_range = response.headers.get("Content-Range", "")
+    total = content_range.rpartition("/")[2].strip()
+    if total.isdigit():
+        return int(total)
+    length = response.headers.get("Content-Length", "").strip()
+    return start + int(length) if length.isdigit() else None
+
+
+def _too_large(url: str, size: str) -> str:
+    return (
+        f"{url} {size}, more than STREAM_SOURCE_MAX_BYTES "
+        f"({settings.STREAM_SOURCE_MAX_BYTES}); raise that setting to read it"
+    )
+
+
+class _CappedResponse(io.RawIOBase):
+    """A response body that fails once the source's offset passes the size cap.
+
+    The check counts bytes actually received, so a server that sends no Content-Length, or
+    a wrong one, is still stopped at the cap.
+    """
+
+    def __init__(self, response: http.client.HTTPResponse, url: str, offset: int, cap: int) -> None:
+        super().__init__()
+        self._response = response
+        self._url = url
+        self._offset = offset
+        self._cap = cap
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        count = self._response.readinto(buffer)
+        self._offset += count
+        if self._cap and self._offset > self._cap:
+            raise SourceError(_too_large(self._url, "sent more bytes than allowed"))
+        return count
 
 
 def _discard(stream: IO[bytes], count: int) -> None:
@@ -84,7 +192,16 @@ def _discard(stream: IO[bytes], count: int) -> None:
 
 def read_header(location: str) -> Header:
     with open_at(location, 0) as stream:
-        line = stream.readline(BLOCK_SIZE)
+        return parse_header(stream, location)
+
+
+def parse_header(stream: IO[bytes], location: str) -> Header:
+    """The header of a stream positioned at byte 0; the stream is left at the first data line.
+
+    Split from ``read_header`` so a caller holding an open stream (``validate_csv``) reads
+    the header exactly as the streamer does.
+    """
+    line = stream.readline(BLOCK_SIZE)
     if not line:
         raise SourceError(f"{location} is empty: expected a DCGM CSV header")
     try:

@@ -215,6 +215,18 @@ RETRY_BACKOFF_MAX_SECONDS = env_float("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum
 RETENTION_DAYS = env_int("RETENTION_DAYS", 0, minimum=0)
 # Days of partitions the daily maintenance creates ahead of time.
 PARTITIONS_AHEAD_DAYS = env_int("PARTITIONS_AHEAD_DAYS", 3, minimum=0)
+# Source locations are data that an admin user (or anyone who can edit the database) controls,
+# so a streamer reads only files under these directories (checked again at every read, after
+# resolving symlinks) and only http(s) URLs. An empty list allows URLs only.
+STREAM_SOURCE_DIRS = env_list("STREAM_SOURCE_DIRS", [str(BASE_DIR / "data"), str(VAR_DIR)])
+# An http(s) source larger than this (Content-Length, or bytes actually read) is refused, so
+# an endless or huge response cannot run a streamer forever (0 = no cap).
+STREAM_SOURCE_MAX_BYTES = env_int("STREAM_SOURCE_MAX_BYTES", 20 << 30, minimum=0)
+# Connect and per-read timeout for http(s) sources: a stalled server fails the tick instead
+# of holding a streamer (and its cursor lock) indefinitely.
+STREAM_SOURCE_HTTP_TIMEOUT_SECONDS = env_float(
+    "STREAM_SOURCE_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1
+)
 
 
 # --- Web ----------------------------------------------------------------------------------

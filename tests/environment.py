@@ -7,6 +7,10 @@ from a pipeline a developer runs on database 0.
 """
 
 import os
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 TEST_ENVIRONMENT = {
     "DJANGO_SECRET_KEY": "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
@@ -14,6 +18,8 @@ TEST_ENVIRONMENT = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/telemetry",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
     "LOG_LEVEL": "WARNING",
+    # Tests stream files they write under pytest's tmp_path, in the system temp directory.
+    "STREAM_SOURCE_DIRS": f"{REPO / 'data'},{tempfile.gettempdir()}",
 }
 
 for name, value in TEST_ENVIRONMENT.items():

@@ -529,6 +529,8 @@ def test_edge_renders_streamers_only_with_their_files_and_no_database() -> None:
     for init in pod["initContainers"]:
         assert "--site=edge1" in init["args"]
         assert init["args"][2].startswith("/data/csv/")
+    # The streamers' location policy must allow the mounted claim they read from.
+    assert "/data/csv" in config["STREAM_SOURCE_DIRS"].split(",")
 
 
 def test_central_runs_the_database_web_beat_and_elastic_collectors() -> None:

@@ -33,6 +33,8 @@ MAX_CHUNK_ATTEMPTS: {{ .Values.pipeline.maxChunkAttempts | quote }}
 RETRY_BACKOFF_MAX_SECONDS: {{ .Values.pipeline.retryBackoffMaxSeconds | quote }}
 RETENTION_DAYS: {{ .Values.pipeline.retentionDays | quote }}
 PARTITIONS_AHEAD_DAYS: {{ .Values.pipeline.partitionsAheadDays | quote }}
+{{- /* Streamers read files only under these: the image's data and the chart's CSV mounts. */}}
+STREAM_SOURCE_DIRS: {{ list "/app/data" .Values.csv.pvc.mountPath .Values.csv.configMap.mountPath | join "," | quote }}
 WAIT_FOR_MIGRATIONS: "1"
 WAIT_FOR_MIGRATIONS_TIMEOUT: {{ .Values.migrations.waitTimeout | quote }}
 TELEMETRY_RUN_DIR: /tmp/telemetry
