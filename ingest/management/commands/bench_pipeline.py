@@ -1,0 +1,510 @@
+"""``manage.py bench_pipeline`` (``make bench``): the pipeline's throughput against its ceiling.
+
+One invocation generates a DCGM file with the project's generator and then, ``--runs``
+times, measures two things back to back on the same rows:
+
+(a) the ceiling: the rows parsed with the project's parser and COPYed into an empty table
+    shaped like the sample table by one process per core (``ingest.bench_copy``);
+(b) the pipeline: real streamer and collector Celery workers (solo pool, as deployed) on
+    PostgreSQL and Redis, fed by ``manage.py import_csv``, timed from the first publish to
+    the last commit as the ledger records them, with the sample count checked exactly.
+
+A shared machine's absolute figures drift from minute to minute, so each pipeline run is
+measured right after its ceiling, medians are reported, and the ratio of the two is the
+figure to compare across machines and commits. The last line is machine-readable.
+
+Everything happens in a database and a Redis database of its own (``telemetry_bench``,
+Redis db 8), created, migrated and emptied here, so a running pipeline, the test suite and
+``explain_api`` are never disturbed. The command itself talks to that database with psycopg2
+and starts every Django process it needs (migrate, workers, import) with the benchmark's
+environment, so the settings it was started with do not matter.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import psutil
+import psycopg2  # type: ignore[import-untyped]
+import redis
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ingest import bench_copy
+from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
+
+DATABASE_NAME: Final = "telemetry_bench"
+SERVER_DSN: Final = "host=127.0.0.1 port=5432 user=postgres"
+DATABASE_URL: Final = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}"
+BENCH_DSN: Final = f"{SERVER_DSN} dbname={DATABASE_NAME}"
+REDIS_URL: Final = "redis://127.0.0.1:6379/8"
+
+DEFAULT_ROWS: Final = 1_000_000
+DEFAULT_RUNS: Final = 3
+# Sized for 2 cores by measurement (1M rows, one run each, shared machine): pipeline/COPY
+# ratio 0.36 with 1 streamer + 1 collector, 0.50 with 1 + 2, 0.49 with 2 + 2. Parsing is
+# the collectors' work, so a second one pays; a second streamer does not, since a one-shard
+# import has one cursor and only one streamer can hold its lock at a time.
+DEFAULT_STREAMERS: Final = 1
+DEFAULT_COLLECTORS: Final = 2
+BATCH_SIZE: Final = 5000
+TICK_SECONDS: Final = 0.2
+
+INGEST_TABLES: Final = (
+    "ingest_sample",
+    "ingest_gpu",
+    "ingest_metric",
+    "ingest_workload",
+    "ingest_tally",
+    "ingest_ingestedchunk",
+    "ingest_rejectedrow",
+    "ingest_chunkattempt",
+    "ingest_deadletter",
+    "ingest_outstandingchunk",
+    "ingest_streamcursor",
+    "ingest_streamsource",
+)
+WORKER_START_TIMEOUT_SECONDS: Final = 60.0
+WORKER_STOP_TIMEOUT_SECONDS: Final = 30.0
+RSS_SAMPLE_SECONDS: Final = 0.1
+# Settings (and their *_FILE forms) that would point a child process at another database
+# or broker than the benchmark's.
+CONNECTION_VARIABLES: Final = (
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_NAME",
+    "DB_SSL_MODE",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "REDIS_PASSWORD",
+)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    rows: int
+    seconds: float  # first publish (the source's creation) to the last ledger commit
+    wall_seconds: float  # import_csv start to exit: process start-up and polling included
+    chunks: int
+    throttled_ticks: int
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class PeakRss:
+    """The largest resident set seen per role, over every process and run."""
+
+    peaks: dict[str, int] = field(default_factory=dict)
+
+    def record(self, role: str, rss: int) -> None:
+        self.peaks[role] = max(self.peaks.get(role, 0), rss)
+
+
+@dataclass
+class Worker:
+    role: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    alive_file: Path
+
+    def stop(self) -> None:
+        """SIGTERM (warm shutdown) the worker's process group; SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=WORKER_STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=WORKER_STOP_TIMEOUT_SECONDS)
+
+
+class RssSampler(threading.Thread):
+    """Samples the RSS of the processes of a run, in the background, until stopped."""
+
+    def __init__(self, peaks: PeakRss, processes: Callable[[], list[tuple[str, int]]]) -> None:
+        super().__init__(daemon=True, name="bench-rss")
+        self.peaks = peaks
+        self.processes = processes
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for role, pid in self.processes():
+                try:
+                    self.peaks.record(role, psutil.Process(pid).memory_info().rss)
+                except psutil.Error:
+                    continue
+            self.done.wait(RSS_SAMPLE_SECONDS)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark the pipeline (streamer + collector workers on PostgreSQL and Redis) "
+        "against a parallel COPY of the same rows; prints medians of --runs runs."
+    )
+    # The benchmark database may not exist yet, and this process never uses its own.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
+        parser.add_argument("--streamers", type=int, default=DEFAULT_STREAMERS)
+        parser.add_argument("--collectors", type=int, default=DEFAULT_COLLECTORS)
+        parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
+        parser.add_argument(
+            "--max-outstanding",
+            type=int,
+            help="MAX_OUTSTANDING_CHUNKS for the workers (default: the project's).",
+        )
+        parser.add_argument(
+            "--queue-depth",
+            type=int,
+            help="COLLECT_QUEUE_MAX_DEPTH for the workers (default: the project's).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        rows: int = options["rows"]
+        streamers: int = options["streamers"]
+        collectors: int = options["collectors"]
+        runs: int = options["runs"]
+        for name in ("rows", "streamers", "collectors", "runs"):
+            if options[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+        env = self._child_environment(options)
+        self._prepare_database(env)
+        broker = redis.Redis.from_url(REDIS_URL)
+        cores = os.cpu_count() or 1
+        peaks = PeakRss()
+        copies: list[bench_copy.CopyResult] = []
+        pipelines: list[PipelineResult] = []
+        Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="bench-", dir=settings.VAR_DIR) as folder:
+            work = Path(folder)
+            # Sources may read files only from allowed folders: allow exactly this one.
+            env["STREAM_SOURCE_DIRS"] = str(work.resolve())
+            csv_path = work / "bench.csv"
+            self._generate(csv_path, rows)
+            bench_copy.create_table(BENCH_DSN)
+            try:
+                for run in range(1, runs + 1):
+                    bench_copy.truncate(BENCH_DSN)
+                    copy = bench_copy.measure(BENCH_DSN, csv_path, cores)
+                    if copy.rows != rows or copy.rejected:
+                        raise CommandError(
+                            f"ceiling run {run}: {copy.rows} rows COPYed, {copy.rejected} "
+                            f"rejected, of {rows}"
+                        )
+                    copies.append(copy)
+                    pipeline = self._pipeline_run(
+                        run, csv_path, rows, streamers, collectors, env, broker, peaks, work
+                    )
+                    pipelines.append(pipeline)
+                    self.stdout.write(
+                        f"run {run}: copy {copy.rows_per_second:,.0f} rows/s "
+                        f"({copy.seconds:.2f} s, {copy.processes} processes); pipeline "
+                        f"{pipeline.rows_per_second:,.0f} rows/s ({pipeline.seconds:.2f} s)"
+                    )
+            finally:
+                bench_copy.drop_table(BENCH_DSN)
+                broker.flushdb()
+        self._report(copies, pipelines, peaks, rows, streamers, collectors)
+
+    # --- set-up -------------------------------------------------------------------------
+
+    @staticmethod
+    def _child_environment(options: dict[str, Any]) -> dict[str, str]:
+        """The environment of every process started here: the benchmark's database and
+        broker, production settings (DEBUG off: it records every query), quiet logs."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("TELEMETRY_FAULT")
+            and key.removesuffix("_FILE") not in CONNECTION_VARIABLES
+        }
+        env.pop("DJANGO_DEBUG", None)
+        env.pop("DJANGO_SECRET_KEY_FILE", None)
+        env.update(
+            DATABASE_URL=DATABASE_URL,
+            REDIS_URL=REDIS_URL,
+            DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+            LOG_LEVEL="WARNING",
+        )
+        if options["max_outstanding"]:
+            env["MAX_OUTSTANDING_CHUNKS"] = str(options["max_outstanding"])
+        if options["queue_depth"]:
+            env["COLLECT_QUEUE_MAX_DEPTH"] = str(options["queue_depth"])
+        return env
+
+    def _prepare_database(self, env: dict[str, str]) -> None:
+        """Create ``telemetry_bench`` when missing and migrate it, in a child process whose
+        settings point there (settings are read once per process)."""
+        connection = psycopg2.connect(f"{SERVER_DSN} dbname=postgres")
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME])
+                if cursor.fetchone() is None:
+                    cursor.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+                    self.stdout.write(f"created database {DATABASE_NAME}")
+        finally:
+            connection.close()
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        migrate = subprocess.run(  # noqa: S603  (this project's manage.py)
+            [sys.executable, manage, "migrate", "--noinput", "-v", "0"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if migrate.returncode:
+            raise CommandError(f"migrating {DATABASE_NAME} failed:\n{migrate.stderr}")
+
+    def _generate(self, path: Path, rows: int) -> None:
+        started = time.monotonic()
+        with path.open("wb") as out:
+            written = write_dcgm_csv(out, GeneratorSpec(rows=rows))
+        if written != rows:
+            raise CommandError(f"the generator wrote {written} rows, not {rows}")
+        size = path.stat().st_size
+        self.stdout.write(
+            f"generated {rows:,} rows ({size / 2**20:.0f} MiB) in "
+            f"{time.monotonic() - started:.1f} s; {os.cpu_count()} cores"
+        )
+
+    # --- one pipeline run ---------------------------------------------------------------
+
+    def _pipeline_run(
+        self,
+        run: int,
+        csv_path: Path,
+        rows: int,
+        streamers: int,
+        collectors: int,
+        env: dict[str, str],
+        broker: redis.Redis,
+        peaks: PeakRss,
+        work: Path,
+    ) -> PipelineResult:
+        """Empty tables and broker, start workers, import the file, read the ledger."""
+        _truncate_ingest_tables()
+        broker.flushdb()
+        workers: list[Worker] = []
+        importer: subprocess.Popen[bytes] | None = None
+        sampler: RssSampler | None = None
+        try:
+            for index in range(streamers):
+                workers.append(_start_worker("streamer", "stream", index, run, env, work))
+            for index in range(collectors):
+                workers.append(_start_worker("collector", "collect", index, run, env, work))
+            _wait_until_ready(workers)
+
+            def running() -> list[tuple[str, int]]:
+                found = [(worker.role, worker.process.pid) for worker in workers]
+                if importer is not None:
+                    found.append(("importer", importer.pid))
+                return found
+
+            sampler = RssSampler(peaks, running)
+            sampler.start()
+            log = work / f"import-{run}.log"
+            started = time.monotonic()
+            with log.open("wb") as sink:
+                importer = subprocess.Popen(  # noqa: S603  (this project's manage.py)
+                    [
+                        sys.executable,
+                        str(Path(settings.BASE_DIR) / "manage.py"),
+                        "import_csv",
+                        str(csv_path),
+                        "--batch-size",
+                        str(BATCH_SIZE),
+                        "--tick",
+                        str(TICK_SECONDS),
+                        "--no-progress",
+                    ],
+                    env=env,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                )
+            status = importer.wait()
+            wall_seconds = time.monotonic() - started
+            sampler.stop()
+            if status:
+                raise CommandError(
+                    f"pipeline run {run}: import_csv failed ({status}):\n"
+                    f"{log.read_text(errors='replace')}{_worker_logs(workers)}"
+                )
+        finally:
+            if sampler is not None and sampler.is_alive():
+                sampler.stop()
+            for worker in workers:
+                worker.stop()
+        return _read_ledger(run, rows, wall_seconds)
+
+    # --- the report ---------------------------------------------------------------------
+
+    def _report(
+        self,
+        copies: list[bench_copy.CopyResult],
+        pipelines: list[PipelineResult],
+        peaks: PeakRss,
+        rows: int,
+        streamers: int,
+        collectors: int,
+    ) -> None:
+        self.stdout.write("")
+        self.stdout.write(
+            f"{'run':>3}  {'copy rows/s':>12}  {'copy s':>7}  {'pipeline rows/s':>15}  "
+            f"{'pipeline s':>10}  {'import wall s':>13}  {'chunks':>6}  {'throttled':>9}  "
+            f"{'ratio':>6}"
+        )
+        for run, (copy, pipeline) in enumerate(zip(copies, pipelines, strict=True), start=1):
+            self.stdout.write(
+                f"{run:>3}  {copy.rows_per_second:>12,.0f}  {copy.seconds:>7.2f}  "
+                f"{pipeline.rows_per_second:>15,.0f}  {pipeline.seconds:>10.2f}  "
+                f"{pipeline.wall_seconds:>13.2f}  {pipeline.chunks:>6}  "
+                f"{pipeline.throttled_ticks:>9}  "
+                f"{pipeline.rows_per_second / copy.rows_per_second:>6.3f}"
+            )
+        copy_median = statistics.median(copy.rows_per_second for copy in copies)
+        pipeline_median = statistics.median(pipeline.rows_per_second for pipeline in pipelines)
+        ratio = pipeline_median / copy_median if copy_median else 0.0
+        self.stdout.write(
+            f"medians: copy {copy_median:,.0f} rows/s, pipeline {pipeline_median:,.0f} rows/s "
+            f"(targets: ratio >= 0.8, pipeline >= 100,000 rows/s); a shared machine is noisy"
+        )
+        self.stdout.write(
+            "peak RSS: "
+            + ", ".join(
+                f"{role} {peaks.peaks[role] / 2**20:.0f} MiB"
+                for role in ("streamer", "collector", "importer")
+                if role in peaks.peaks
+            )
+            + " (per process, sampled every 0.1 s)"
+        )
+        self.stdout.write(
+            f"bench: pipeline_rows_per_s={pipeline_median:.0f} copy_rows_per_s={copy_median:.0f} "
+            f"ratio={ratio:.3f} rows={rows} streamers={streamers} collectors={collectors}"
+        )
+
+
+def _truncate_ingest_tables() -> None:
+    connection = psycopg2.connect(BENCH_DSN)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {', '.join(INGEST_TABLES)} RESTART IDENTITY")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKPOINT")  # the ceiling's dirty pages are not this run's cost
+    finally:
+        connection.close()
+
+
+def _start_worker(
+    role: str, queue: str, index: int, run: int, env: dict[str, str], work: Path
+) -> Worker:
+    """A solo-pool Celery worker, as deployed; its heartbeat file says it is consuming."""
+    alive = work / f"{role}{index}-run{run}.alive"
+    log = work / f"{role}{index}-run{run}.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "telemetry_project", "worker",
+        "-Q", queue, "-n", f"bench-{role}{index}@%h", "--pool=solo", "--loglevel=WARNING",
+        "--without-mingle", "--without-gossip", "--without-heartbeat",
+        "--include", "ingest.heartbeat",
+    ]  # fmt: skip
+    worker_env = {**env, "WORKER_HEARTBEAT_FILE": str(alive), "WORKER_HEARTBEAT_INTERVAL": "1"}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(  # noqa: S603  (celery from this virtualenv)
+            command,
+            cwd=settings.BASE_DIR,
+            env=worker_env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Worker(role, process, log, alive)
+
+
+def _wait_until_ready(workers: list[Worker]) -> None:
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_SECONDS
+    while not all(worker.alive_file.exists() for worker in workers):
+        failed = [worker for worker in workers if worker.process.poll() is not None]
+        if failed or time.monotonic() > deadline:
+            raise CommandError(f"workers did not start:{_worker_logs(failed or workers)}")
+        time.sleep(0.05)
+
+
+def _worker_logs(workers: list[Worker]) -> str:
+    return "".join(
+        f"\n--- {worker.log.name}\n{worker.log.read_text(errors='replace')[-3000:]}"
+        for worker in workers
+    )
+
+
+def _read_ledger(run: int, rows: int, wall_seconds: float) -> PipelineResult:
+    """The run's window and totals, from what the database recorded, checked exactly.
+
+    The window opens when import_csv creates its source, just before its first publish
+    (so the import process's own start-up is not counted), and closes at the ledger's last
+    ``committed_at``, written by the collector inside the chunk's transaction.
+    """
+    connection = psycopg2.connect(BENCH_DSN)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM ingest_sample")
+            samples = _one(cursor.fetchone())
+            cursor.execute(
+                "SELECT count(*), coalesce(sum(rows_committed), 0), "
+                "coalesce(sum(rows_rejected), 0), max(committed_at), "
+                "count(*) FILTER (WHERE dead_lettered) FROM ingest_ingestedchunk"
+            )
+            chunks, committed, rejected, last_commit, dead = _row(cursor.fetchone())
+            cursor.execute("SELECT min(created_at), sum(throttled_ticks) FROM ingest_streamsource")
+            first_publish, throttled = _row(cursor.fetchone())
+    finally:
+        connection.close()
+    if samples != rows or committed != rows or rejected or dead:
+        raise CommandError(
+            f"pipeline run {run}: {samples} samples in the table, {committed} committed, "
+            f"{rejected} rejected and {dead} dead-lettered chunks in the ledger, of {rows} rows"
+        )
+    if not isinstance(first_publish, datetime) or not isinstance(last_commit, datetime):
+        raise CommandError(f"pipeline run {run}: no source or ledger rows to time")
+    return PipelineResult(
+        rows=rows,
+        seconds=(last_commit - first_publish).total_seconds(),
+        wall_seconds=wall_seconds,
+        chunks=int(chunks),
+        throttled_ticks=int(throttled or 0),
+    )
+
+
+def _row(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    if row is None:
+        raise CommandError("the benchmark database answered no row")
+    return row
+
+
+def _one(row: tuple[Any, ...] | None) -> int:
+    return int(_row(row)[0])
