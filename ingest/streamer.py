@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -142,7 +143,10 @@ def stream_tick(source_id: int, shard: int | None = None) -> TickReport:
 @dataclass(frozen=True, slots=True)
 class _Planned:
     outstanding: OutstandingChunk
-    data: bytes | None  # already read while planning; None = read again from the source
+    # The compressed message, made while planning from the bytes just read (the raw run is
+    # dropped at once: a fast tick plans up to MAX_OUTSTANDING_CHUNKS of them); None for a
+    # chunk published again, which is read anew from the source.
+    payload: dict[str, Any] | None
 
 
 def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> None:
@@ -224,7 +228,7 @@ def _advance(
                 stamp=stamp,
                 published_at=now,
             )
-            planned.append(_Planned(chunk, data))
+            planned.append(_Planned(chunk, _message(source, cursor, chunk, data)))
             cursor.position = run.end
             cursor.next_line += run.line_count
             cursor.rows_streamed += run.line_count
@@ -246,11 +250,18 @@ def _chunk_id(cursor: StreamCursor, chunk: OutstandingChunk) -> str:
 def _publish(
     source: StreamSource, cursor: StreamCursor, item: _Planned, broker: Connection
 ) -> None:
-    chunk = item.outstanding
-    data = item.data
-    if data is None:
+    payload = item.payload
+    if payload is None:
+        chunk = item.outstanding
         data = read_range(source.location, chunk.start_offset, chunk.end_offset)
-    message = Chunk(
+        payload = _message(source, cursor, chunk, data)
+    publish_chunk(payload, broker)
+
+
+def _message(
+    source: StreamSource, cursor: StreamCursor, chunk: OutstandingChunk, data: bytes
+) -> dict[str, Any]:
+    return Chunk(
         chunk_id=_chunk_id(cursor, chunk),
         source_id=source.pk,
         first_line=chunk.first_line,
@@ -258,5 +269,4 @@ def _publish(
         columns=tuple(source.columns),
         stamp=chunk.stamp,
         data=data,
-    )
-    publish_chunk(message.to_payload(), broker)
+    ).to_payload()

@@ -15,7 +15,7 @@ import kombu.exceptions
 import redis.exceptions
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from ingest import collector, partitions, streamer
@@ -45,6 +45,7 @@ def stream(self: Task[Any, str], source_id: int, shard: int | None = None) -> st
     try:
         report = streamer.stream_tick(source_id, shard)
     except INFRASTRUCTURE_ERRORS as error:
+        close_old_connections()  # a broken connection must not be reused by the next task
         # The next beat tick is the retry: ticks are periodic and expire, so none is kept.
         logger.warning("stream tick for source %s skipped: %s", source_id, error)
         return f"skipped: {error}"
@@ -64,6 +65,7 @@ def collect(self: Task[Any, str], payload: object) -> str:
     try:
         result = collector.collect(payload)
     except INFRASTRUCTURE_ERRORS as error:
+        close_old_connections()  # a broken connection must not be reused by the retry
         countdown = backoff_seconds(self.request.retries)
         logger.warning("collect: infrastructure error, retry in %.1fs: %s", countdown, error)
         raise self.retry(exc=error, countdown=countdown) from error

@@ -197,6 +197,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fixup otherwise closes the database connection around every task: a new
+# PostgreSQL backend per chunk. Tasks close it themselves after a database error.
+CELERY_DB_REUSE_MAX = 1000
 
 
 # --- The pipeline -------------------------------------------------------------------------
