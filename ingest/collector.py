@@ -63,46 +63,50 @@ def collect(payload: object) -> CollectResult:
         return dead_letter_chunk(chunk, payload, str(error), attempt.attempts)
 
     parsed = parse_lines(chunk.data, layout, chunk.first_line)
-    rows, rejected = _apply_time_policy(parsed.rows, parsed.rejected, chunk.stamp)
+    rows, rejected = _reject_past_retention(parsed.rows, parsed.rejected, chunk.stamp)
     return _commit(chunk, rows, rejected)
 
 
-def _apply_time_policy(
+def _reject_past_retention(
     rows: list[SampleRow], rejected: list[RejectedLine], stamp: datetime | None
 ) -> tuple[list[SampleRow], list[RejectedLine]]:
-    """Stamp rows with the chunk's processing time, and reject rows past retention."""
-    if stamp is not None:
-        rows = [row._replace(timestamp=stamp) for row in rows]
+    """Reject rows whose stored time (the chunk's stamp, or their own) is past retention."""
     retention_days = settings.RETENTION_DAYS
-    if retention_days:
-        cutoff = timezone.now() - timedelta(days=retention_days)
-        kept = []
-        for row in rows:
-            if row.timestamp < cutoff:
-                reason = f"timestamp is older than the {retention_days}-day retention"
-                rejected.append(RejectedLine(row.line_number, "", reason))
-            else:
-                kept.append(row)
-        rows = kept
-    return rows, rejected
+    if not retention_days:
+        return rows, rejected
+    cutoff = timezone.now() - timedelta(days=retention_days)
+    kept = []
+    for row in rows:
+        if (stamp or row.timestamp) < cutoff:
+            reason = f"timestamp is older than the {retention_days}-day retention"
+            rejected.append(RejectedLine(row.line_number, "", reason))
+        else:
+            kept.append(row)
+    return kept, rejected
 
 
 def _commit(chunk: Chunk, rows: list[SampleRow], rejected: list[RejectedLine]) -> CollectResult:
+    stamp = chunk.stamp  # processing-time mode: every row is stored with the chunk's stamp
     metric_ids = dimensions.metric_ids({row.metric for row in rows})
     gpu_ids = dimensions.gpu_ids(rows)
-    workload_keys = {key for row in rows if (key := dimensions.workload_key(row))}
-    workload_ids = dimensions.workload_ids(workload_keys) if workload_keys else {}
-    partitions.ensure_partitions({row.timestamp.astimezone(UTC).date() for row in rows})
+    workload_keys = [dimensions.workload_key(row) for row in rows]
+    present = {key for key in workload_keys if key is not None}
+    workload_ids = dimensions.workload_ids(present) if present else {}
+    if stamp is not None:
+        days = {stamp.astimezone(UTC).date()} if rows else set()
+    else:
+        days = {row.timestamp.astimezone(UTC).date() for row in rows}
+    partitions.ensure_partitions(days)
 
     values = [
         SampleValues(
-            row.timestamp,
+            stamp or row.timestamp,
             row.value,
             gpu_ids[row.uuid],
             metric_ids[row.metric],
-            workload_ids[key] if (key := dimensions.workload_key(row)) else None,
+            None if key is None else workload_ids[key],
         )
-        for row in rows
+        for row, key in zip(rows, workload_keys, strict=True)
     ]
     try:
         with transaction.atomic():

@@ -76,7 +76,7 @@ class Command(BaseCommand):
         last_total = -1
         show_progress = not options["no_progress"]
         while True:
-            source.refresh_from_db(fields=["last_error", "shards"])
+            source.refresh_from_db(fields=["last_error"])
             if source.last_error:
                 raise CommandError(f"source {source.name}: {source.last_error}")
             app.send_task(
