@@ -1,0 +1,46 @@
+"""The committed migrations describe the models, and build the tables DESIGN.md asks for."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_models_need_no_new_migration() -> None:
+    call_command("makemigrations", "--check", "--dry-run", stdout=io.StringIO())
+
+
+def test_the_sample_table_is_range_partitioned_by_time_with_id_and_time_as_key() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_partkeydef('ingest_sample'::regclass), "
+            "pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'ingest_sample'::regclass AND contype = 'p'"
+        )
+        partition_key, primary_key = cursor.fetchone()
+    assert partition_key == 'RANGE ("timestamp")'
+    assert primary_key == 'PRIMARY KEY (id, "timestamp")'
+
+
+def test_samples_carry_no_foreign_key_constraints() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint "
+            "WHERE conrelid = 'ingest_sample'::regclass AND contype = 'f'"
+        )
+        assert cursor.fetchone()[0] == 0
+
+
+def test_counter_tables_leave_room_for_in_place_updates() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class "
+            "WHERE relname IN ('ingest_gpu', 'ingest_tally') ORDER BY relname"
+        )
+        options = dict(cursor.fetchall())
+    assert options == {"ingest_gpu": ["fillfactor=50"], "ingest_tally": ["fillfactor=50"]}
