@@ -9,18 +9,16 @@ each row is still committed exactly once.
 from __future__ import annotations
 
 import logging
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgpack
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingest import dimensions, partitions
+from ingest import counters, dimensions, partitions
 from ingest.chunks import Chunk, PayloadError
 from ingest.dcgm import ColumnLayout, HeaderError, RejectedLine, SampleRow, parse_lines
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Tally
@@ -126,8 +124,10 @@ def _commit(chunk: Chunk, rows: list[SampleRow], rejected: list[RejectedLine]) -
                 ],
                 batch_size=500,
             )
-            _update_gpu_counters(values)
-            _add_tallies(chunk.chunk_id, values, len(rejected))
+            counters.add_gpu_samples(values)
+            additions = Counter(Tally.metric_key(value.metric_id) for value in values)
+            additions[Tally.REJECTED] += len(rejected)
+            counters.add_tallies(additions, stripe=counters.stripe_for(chunk.chunk_id))
             ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
     except _AlreadyCommittedError:
         return CollectResult(chunk.chunk_id, "duplicate")
@@ -144,68 +144,6 @@ def _claim_ledger(chunk: Chunk, rows: int, rejected: int, *, dead_lettered: bool
             [chunk.chunk_id, chunk.source_id, timezone.now(), rows, rejected, dead_lettered],
         )
         return bool(cursor.rowcount == 1)
-
-
-def _update_gpu_counters(values: list[SampleValues]) -> None:
-    """Add this chunk's samples to each GPU's exact counters and first/last seen.
-
-    One UPDATE ... FROM (VALUES ...) for all the chunk's GPUs. On PostgreSQL the rows are
-    locked in id order first, so two collectors touching the same GPUs cannot deadlock
-    (SQLite has a single writer).
-    """
-    counts: Counter[int] = Counter()
-    first: dict[int, datetime] = {}
-    last: dict[int, datetime] = {}
-    for value in values:
-        gpu_id, timestamp = value.gpu_id, value.timestamp
-        counts[gpu_id] += 1
-        if gpu_id not in first or timestamp < first[gpu_id]:
-            first[gpu_id] = timestamp
-        if gpu_id not in last or timestamp > last[gpu_id]:
-            last[gpu_id] = timestamp
-    if not counts:
-        return
-    ids = sorted(counts)
-    adapt = connection.ops.adapt_datetimefield_value
-    parameters: list[Any] = []
-    for gpu_id in ids:
-        parameters += [gpu_id, counts[gpu_id], adapt(first[gpu_id]), adapt(last[gpu_id])]
-    rows = ", ".join(["(%s, %s, %s, %s)"] * len(ids))
-    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT id FROM ingest_gpu WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
-            )
-        # Only placeholders and two function names are formatted in; values are parameters.
-        cursor.execute(
-            "UPDATE ingest_gpu SET sample_count = ingest_gpu.sample_count + v.column2, "  # noqa: S608
-            f"first_seen = {least}(COALESCE(ingest_gpu.first_seen, v.column3), v.column3), "
-            f"last_seen = {greatest}(COALESCE(ingest_gpu.last_seen, v.column4), v.column4) "
-            f"FROM (VALUES {rows}) AS v WHERE ingest_gpu.id = v.column1",
-            parameters,
-        )
-
-
-def _add_tallies(chunk_id: str, values: list[SampleValues], rejected: int) -> None:
-    additions: Counter[str] = Counter(Tally.metric_key(value.metric_id) for value in values)
-    if rejected:
-        additions[Tally.REJECTED] += rejected
-    if not additions:
-        return
-    stripe = zlib.crc32(chunk_id.encode()) % Tally.STRIPES
-    names = sorted(additions)  # a fixed order, so concurrent upserts cannot deadlock
-    placeholders = ", ".join(["(%s, %s, %s)"] * len(names))
-    parameters: list[str | int] = []
-    for name in names:
-        parameters += [name, stripe, additions[name]]
-    with connection.cursor() as cursor:
-        # Only the placeholder list is formatted in; every value is a parameter.
-        cursor.execute(
-            f"INSERT INTO ingest_tally (name, stripe, value) VALUES {placeholders} "  # noqa: S608
-            "ON CONFLICT (name, stripe) DO UPDATE SET value = ingest_tally.value + excluded.value",
-            parameters,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection, transaction
 
+from ingest import counters
+
 logger = logging.getLogger(__name__)
 
 PARENT = "ingest_sample"
@@ -99,18 +101,44 @@ def _create_partition(day: date) -> None:
 
 
 def drop_partitions_before(cutoff: date) -> list[str]:
-    """Detach (concurrently) and drop every daily partition wholly before ``cutoff``."""
+    """Retire every daily partition wholly before ``cutoff``: detach, uncount, drop.
+
+    ``DETACH ... CONCURRENTLY`` (outside a transaction) takes the day out of every query
+    without blocking writers; then one transaction subtracts its rows from the counters and
+    drops the table, so /stats stays exact. A table left detached by an interrupted run is
+    finished on the next one.
+    """
     if not is_partitioned():
         return []
-    dropped = []
     for day in sorted(_existing_partitions()):
-        if day >= cutoff:
-            continue
-        name = partition_name(day)
-        with connection.cursor() as cursor:
-            cursor.execute(f'ALTER TABLE {PARENT} DETACH PARTITION "{name}" CONCURRENTLY')
-            cursor.execute(f'DROP TABLE "{name}"')
-        _known.discard(day)
+        if day < cutoff:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f'ALTER TABLE {PARENT} DETACH PARTITION "{partition_name(day)}" CONCURRENTLY'
+                )
+            _known.discard(day)
+    dropped = []
+    for name in _detached_tables():
+        _uncount_and_drop(name)
         dropped.append(name)
         logger.info("dropped sample partition %s", name)
     return dropped
+
+
+def _detached_tables() -> list[str]:
+    """Daily sample tables that exist but are no longer partitions of the sample table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
+            "AND relname ~ %s ORDER BY relname",
+            [f"^{PARENT}_p[0-9]{{8}}$"],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _uncount_and_drop(name: str) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f'SELECT gpu_id, metric_id, count(*) FROM "{name}" GROUP BY 1, 2')  # noqa: S608
+        counts = {(gpu_id, metric_id): count for gpu_id, metric_id, count in cursor.fetchall()}
+        cursor.execute(f'DROP TABLE "{name}"')
+        counters.remove_samples(counts)

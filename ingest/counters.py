@@ -1,0 +1,120 @@
+"""The exact counters behind /gpus and /stats, kept in step with the sample table.
+
+They change in the same transaction as the samples they count: a chunk's commit adds to
+them, and dropping an expired partition subtracts its rows. Updates touch rows in a fixed
+order, so concurrent writers cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from ingest.models import Tally
+from ingest.writer import SampleValues
+
+
+def stripe_for(chunk_id: str) -> int:
+    """The tally stripe a chunk adds to: spread, so collectors rarely update the same row."""
+    return zlib.crc32(chunk_id.encode()) % Tally.STRIPES
+
+
+def add_tallies(additions: Mapping[str, int], *, stripe: int) -> None:
+    """Add to the named tallies (negative values subtract) in one upsert."""
+    names = sorted(name for name, amount in additions.items() if amount)
+    if not names:
+        return
+    placeholders = ", ".join(["(%s, %s, %s)"] * len(names))
+    parameters: list[str | int] = []
+    for name in names:
+        parameters += [name, stripe, additions[name]]
+    with connection.cursor() as cursor:
+        # Only the placeholder list is formatted in; every value is a parameter.
+        cursor.execute(
+            f"INSERT INTO ingest_tally (name, stripe, value) VALUES {placeholders} "  # noqa: S608
+            "ON CONFLICT (name, stripe) DO UPDATE SET value = ingest_tally.value + excluded.value",
+            parameters,
+        )
+
+
+def _lock_gpus(ids: list[int]) -> None:
+    # SQLite has a single writer; on PostgreSQL, id order makes concurrent updates safe.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM ingest_gpu WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
+            )
+
+
+def add_gpu_samples(values: Iterable[SampleValues]) -> None:
+    """Add a chunk's samples to each GPU's exact count and first/last seen, in one UPDATE."""
+    counts: Counter[int] = Counter()
+    first: dict[int, datetime] = {}
+    last: dict[int, datetime] = {}
+    for value in values:
+        gpu_id, timestamp = value.gpu_id, value.timestamp
+        counts[gpu_id] += 1
+        if gpu_id not in first or timestamp < first[gpu_id]:
+            first[gpu_id] = timestamp
+        if gpu_id not in last or timestamp > last[gpu_id]:
+            last[gpu_id] = timestamp
+    if not counts:
+        return
+    ids = sorted(counts)
+    adapt = connection.ops.adapt_datetimefield_value
+    parameters: list[Any] = []
+    for gpu_id in ids:
+        parameters += [gpu_id, counts[gpu_id], adapt(first[gpu_id]), adapt(last[gpu_id])]
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(ids))
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    _lock_gpus(ids)
+    with connection.cursor() as cursor:
+        # Only placeholders and two function names are formatted in; values are parameters.
+        cursor.execute(
+            "UPDATE ingest_gpu SET sample_count = ingest_gpu.sample_count + v.column2, "  # noqa: S608
+            f"first_seen = {least}(COALESCE(ingest_gpu.first_seen, v.column3), v.column3), "
+            f"last_seen = {greatest}(COALESCE(ingest_gpu.last_seen, v.column4), v.column4) "
+            f"FROM (VALUES {rows}) AS v WHERE ingest_gpu.id = v.column1",
+            parameters,
+        )
+
+
+def remove_samples(counts: Mapping[tuple[int, int], int]) -> None:
+    """Subtract dropped samples, by (gpu id, metric id), from the GPU and metric counters.
+
+    Called on PostgreSQL after a partition is detached, so ``first_seen`` is recomputed from
+    the samples that remain (one indexed probe per GPU); a GPU left with none has no first
+    or last time.
+    """
+    per_gpu: Counter[int] = Counter()
+    per_metric: Counter[str] = Counter()
+    for (gpu_id, metric_id), count in counts.items():
+        per_gpu[gpu_id] += count
+        per_metric[Tally.metric_key(metric_id)] -= count
+    if not per_gpu:
+        return
+    ids = sorted(per_gpu)
+    _lock_gpus(ids)
+    rows = ", ".join(["(%s, %s)"] * len(ids))
+    parameters: list[int] = []
+    for gpu_id in ids:
+        parameters += [gpu_id, per_gpu[gpu_id]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE ingest_gpu SET sample_count = ingest_gpu.sample_count - v.column2 "  # noqa: S608
+            f"FROM (VALUES {rows}) AS v WHERE ingest_gpu.id = v.column1",
+            parameters,
+        )
+        cursor.execute(
+            "UPDATE ingest_gpu SET first_seen = ("
+            "  SELECT min(s.timestamp) FROM ingest_sample s WHERE s.gpu_id = ingest_gpu.id"
+            "), last_seen = CASE WHEN sample_count > 0 THEN last_seen END "
+            "WHERE id = ANY(%s)",
+            [ids],
+        )
+    add_tallies(per_metric, stripe=0)
