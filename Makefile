@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser test test-slow lint format coverage generate openapi check-services clean explain-api deploy-tools helm-lint up down status logs bench csv-validate
+.PHONY: help run migrate superuser browser test test-slow lint format coverage generate openapi check-services clean explain-api deploy-tools helm-lint up down status logs bench csv-validate audit
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -117,3 +117,7 @@ bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make
 CSV_FILE ?= data/dcgm_metrics_sample.csv
 csv-validate: $(VENV)/.installed  ## check a DCGM CSV, writing nothing (exit 1 if any row would be rejected): make csv-validate CSV_FILE=var/big.csv
 	DJANGO_DEBUG=1 $(PY) manage.py validate_csv $(CSV_FILE)
+
+# --- Dependencies ---------------------------------------------------------------------------
+audit: $(VENV)/.installed  ## known vulnerabilities in the pinned requirements (pip-audit; fails when a pin cannot be checked)
+	$(BIN)/pip-audit --strict --progress-spinner off -r requirements.txt

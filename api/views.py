@@ -19,6 +19,7 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import get_object_or_404
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -219,6 +220,11 @@ class StatsView(APIView):
 
 class HealthView(APIView):
     """Whether the database and the broker answer; 503 names the part that does not."""
+
+    # Probes carry no token and must never be throttled, whatever the API requires.
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = []
 
     @extend_schema(
         responses={

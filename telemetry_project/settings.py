@@ -29,14 +29,42 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TELEMETRY_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
+DEVELOPMENT_SECRET_KEY = "development-only-key-never-used-in-production"  # noqa: S105
+# Django's own deploy check (security.W009) calls a key weak below these figures.
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+
+
+def secret_key_weakness(key: str) -> str:
+    """Why ``key`` is unfit for production, or "" when it is fit."""
+    if not key:
+        return "it is missing"
+    if key == DEVELOPMENT_SECRET_KEY:
+        return "it is the development key"
+    if key.startswith("django-insecure"):
+        return "it is a key Django's startproject marks insecure"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it is shorter than {SECRET_KEY_MIN_LENGTH} characters"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"it has fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS} distinct characters"
+    return ""
+
+
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is required unless DJANGO_DEBUG=1"
-        )
-    SECRET_KEY = "development-only-key-never-used-in-production"  # noqa: S105 (DEBUG only)
+if not DEBUG and (weakness := secret_key_weakness(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is refused: {weakness}. Unless "
+        "DJANGO_DEBUG=1, give a random key of at least 50 characters, e.g. the output of "
+        "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+    )
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
+# With DEBUG and no list, Django answers localhost only; without DEBUG a list is required.
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS is required unless DJANGO_DEBUG=1: the comma-separated host "
+        "names the web server answers to (e.g. telemetry.example.com,localhost)"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -46,6 +74,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -120,6 +149,9 @@ def _database() -> dict[str, Any]:
         ssl_mode = env_str("DB_SSL_MODE")
         if ssl_mode:
             options["sslmode"] = ssl_mode
+        # The CA that signed the server's certificate, for sslmode verify-ca / verify-full.
+        if env_str("DB_SSL_ROOT_CERT"):
+            options["sslrootcert"] = env_str("DB_SSL_ROOT_CERT")
         options.setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5, minimum=1))
         config["CONN_HEALTH_CHECKS"] = True
     if env_str("DB_TEST_NAME"):
@@ -249,11 +281,69 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# --- Transport security (README, "Configuration") -----------------------------------------
+# Production defaults are the safe ones; DJANGO_DEBUG=1 (``make run`` over plain http on
+# 127.0.0.1) relaxes those a browser would otherwise refuse there. The redirect to https is
+# opt-in: behind a proxy that terminates TLS it needs DJANGO_SECURE_PROXY_SSL_HEADER too
+# (else every request looks like http and redirects forever), and plain-http deployments
+# (Compose on localhost, the test client) would stop working.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# The health probe is answered over plain http: kubelets and Compose probe the pod directly.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    # Only behind a proxy that sets (and overwrites) X-Forwarded-Proto: a client could forge it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# Browsers honour HSTS only when it arrives over https, so it is harmless on plain http.
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+# "preload" only makes the site eligible: the list is joined by submitting the domain.
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+
+# --- API access ---------------------------------------------------------------------------
+
+# Every /api/v1 endpoint requires "Authorization: Token <key>" (tokens are kept in the admin).
+API_REQUIRE_TOKEN = env_bool("API_REQUIRE_TOKEN", False)
+# /api/docs/, /api/redoc/ and /api/schema/ require a login (through the admin's login page).
+API_DOCS_REQUIRE_LOGIN = env_bool("API_DOCS_REQUIRE_LOGIN", False)
+
+
+def _throttle_rate(name: str) -> str | None:
+    """A DRF rate such as "600/minute"; empty means no limit."""
+    rate = env_str(name).strip()
+    if not rate:
+        return None
+    number, _, period = rate.partition("/")
+    if not number.isdigit() or not period or period[0] not in "smhd":
+        raise ImproperlyConfigured(
+            f"{name}={rate!r} is not a rate like 600/minute (period: second, minute, hour, day)"
+        )
+    return rate
+
+
+# Counted in the default cache, which is per process (LocMemCache): with N web processes a
+# client gets up to N times the rate.
+API_THROTTLE_RATES = {
+    "anon": _throttle_rate("API_THROTTLE_ANON"),
+    "user": _throttle_rate("API_THROTTLE_USER"),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    # api.permissions reads API_REQUIRE_TOKEN and the rates at request time.
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.api_access"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.permissions.AnonThrottle", "api.permissions.UserThrottle"],
+    "DEFAULT_THROTTLE_RATES": API_THROTTLE_RATES,
     "UNAUTHENTICATED_USER": None,
 }
 

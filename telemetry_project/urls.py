@@ -8,13 +8,23 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from api.permissions import docs_login_required
 from api.views import HealthView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", HealthView.as_view(), name="health"),
     path("api/v1/", include("api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # API_DOCS_REQUIRE_LOGIN: the schema and both documentation pages need a login.
+    path("api/schema/", docs_login_required(SpectacularAPIView.as_view()), name="schema"),
+    path(
+        "api/docs/",
+        docs_login_required(SpectacularSwaggerView.as_view(url_name="schema")),
+        name="swagger-ui",
+    ),
+    path(
+        "api/redoc/",
+        docs_login_required(SpectacularRedocView.as_view(url_name="schema")),
+        name="redoc",
+    ),
 ]

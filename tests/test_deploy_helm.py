@@ -177,6 +177,7 @@ def test_every_value_is_documented_with_a_param_comment() -> None:
         "django.logLevel=LOUD",
         "extraEnv.DB_PASSWORD=hunter2",
         "image.pullPolicy=Sometimes",
+        "django.secretKey=too-short-for-production",
     ],
 )
 def test_schema_rejects_nonsense(option: str) -> None:
@@ -395,7 +396,7 @@ def test_keda_on_edge_streamers_follows_the_site_queue() -> None:
 # --- Secrets ------------------------------------------------------------------------------
 
 SECRETS = {
-    "django.secretKey": "django-key-7f3a9c1e5b2d4f6a8e0c",
+    "django.secretKey": "django-key-7f3a9c1e5b2d4f6a8e0c-5d1b9e3a7c2f8a4d6b0e1c9f3a7d5b2e",
     "database.password": "db-password-3b8e1f0a9c7d",
     "broker.password": "redis-password-c4d2e9a1f7b3",
 }

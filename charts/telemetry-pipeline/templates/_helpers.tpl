@@ -112,7 +112,8 @@ none (an external database or Redis without a password).
 {{/*
 A value of the chart's own Secret: the one given, else the one already stored in the cluster
 (so generated passwords survive upgrades), else a new random one.
-Pass (dict "root" $ "key" "db-password" "value" .Values.database.password).
+Pass (dict "root" $ "key" "db-password" "value" .Values.database.password). Generated values
+are 64 characters: the production settings refuse a Django secret key under 50.
 */}}
 {{- define "telemetry.secretValue" -}}
 {{- if .value -}}
@@ -122,7 +123,7 @@ Pass (dict "root" $ "key" "db-password" "value" .Values.database.password).
 {{- if and $existing (hasKey $existing.data .key) -}}
 {{- index $existing.data .key | b64dec -}}
 {{- else -}}
-{{- randAlphaNum 40 -}}
+{{- randAlphaNum 64 -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
