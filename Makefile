@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser test test-slow lint format coverage generate openapi check-services clean explain-api deploy-tools helm-lint up down status logs bench csv-validate audit
+.PHONY: help run migrate superuser browser load-tools test test-slow test-faults lint format coverage generate openapi check-services clean explain-api deploy-tools helm-lint up down status logs bench csv-validate audit
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,7 +30,7 @@ superuser: $(VENV)/.installed  ## admin login from DJANGO_SUPERUSER_USERNAME / _
 	DJANGO_DEBUG=1 $(PY) manage.py createsuperuser --noinput
 
 test: $(VENV)/.installed browser deploy-tools  ## the default suite (unit + integration against PostgreSQL, Redis, real workers)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not faults"
 
 CHROMIUM := /usr/bin/chromium
 browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, as root, if missing)
@@ -43,8 +43,21 @@ browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, a
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
 	fi
 
-test-slow: $(VENV)/.installed  ## long multi-process scenarios (1M-row memory bound, ...)
-	$(PY) -m pytest -m slow -rP  # -rP: print the measured figures of passing tests
+test-slow: $(VENV)/.installed load-tools  ## long multi-process scenarios (1M-row memory bound, 60 s of wrk against gunicorn)
+	$(PY) -m pytest -m "slow and not faults" -rP  # -rP: print the measured figures of passing tests
+
+test-faults: $(VENV)/.installed  ## fault injection: PostgreSQL/Redis outages, SIGTERM, 10x10 workers (private servers; ~2 min)
+	$(PY) -m pytest -m faults -rP  # -rP: print each scenario's figures
+
+load-tools:  ## wrk, the HTTP load generator of the load test (apt-get, as root, if missing)
+	@if command -v wrk >/dev/null; then \
+		echo "load-tools: $$(command -v wrk)"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "load-tools: wrk is missing; run 'make load-tools' as root (or apt-get install wrk)" >&2; \
+		exit 1; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
+	fi
 
 lint: $(VENV)/.installed  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
@@ -56,7 +69,7 @@ format: $(VENV)/.installed  ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 coverage: $(VENV)/.installed  ## the default suite with a coverage report (htmlcov/)
-	$(PY) -m pytest -m "not slow" --cov --cov-report=term-missing:skip-covered --cov-report=html
+	$(PY) -m pytest -m "not slow and not faults" --cov --cov-report=term-missing:skip-covered --cov-report=html
 
 generate: $(VENV)/.installed  ## a DCGM CSV: make generate OUT=var/big.csv ARGS="--timesteps 400"
 	DJANGO_DEBUG=1 $(PY) manage.py generate_dcgm $(or $(OUT),var/generated.csv) $(ARGS)

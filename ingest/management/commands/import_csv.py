@@ -14,11 +14,13 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import close_old_connections
 from django.db.models import Sum
 
 from ingest.management.commands.add_source import positive_int
 from ingest.models import IngestedChunk, OutstandingChunk, StreamCursor, StreamSource
 from ingest.sources import validate_location
+from ingest.tasks import INFRASTRUCTURE_ERRORS
 from telemetry_project.celery import app
 
 
@@ -76,40 +78,57 @@ class Command(BaseCommand):
         last_total = -1
         show_progress = not options["no_progress"]
         while True:
-            source.refresh_from_db(fields=["last_error"])
-            if source.last_error:
-                raise CommandError(f"source {source.name}: {source.last_error}")
-            app.send_task(
-                "ingest.stream",
-                args=[source.pk],
-                queue=source.stream_queue,
-                expires=max(options["tick"] * 4, 2.0),
-            )
-            time.sleep(options["tick"])
-            committed, rejected = self._ledger_totals(source)
-            cursors = StreamCursor.objects.filter(source=source)
-            read = cursors.aggregate(total=Sum("rows_streamed"))["total"] or 0
-            done = (
-                cursors.exists()
-                and not cursors.filter(finished=False).exists()
-                and not OutstandingChunk.objects.filter(cursor__source=source).exists()
-            )
+            try:
+                state = self._tick_and_look(source, options)
+            except INFRASTRUCTURE_ERRORS as error:
+                # The workers wait out an outage of the database or broker; so does the
+                # import, and the stall timeout below still ends a wait that never ends.
+                close_old_connections()
+                self.stderr.write(f"waiting for the database and broker: {error}".strip())
+                time.sleep(options["tick"])
+                state = None
             elapsed = time.monotonic() - started
-            if show_progress:
-                self._progress(committed + rejected, read, elapsed)
-            if done:
+            if state is not None:
+                committed, rejected, read, done = state
                 if show_progress:
-                    sys.stderr.write("\n")
-                return committed, rejected, read, elapsed
-            if committed + rejected != last_total:
-                last_total = committed + rejected
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > options["stall_timeout"]:
+                    self._progress(committed + rejected, read, elapsed)
+                if done:
+                    if show_progress:
+                        sys.stderr.write("\n")
+                    return committed, rejected, read, elapsed
+                if committed + rejected != last_total:
+                    last_total = committed + rejected
+                    last_progress = time.monotonic()
+            if time.monotonic() - last_progress > options["stall_timeout"]:
                 raise CommandError(
                     f"no progress for {options['stall_timeout']:.0f}s "
-                    f"({committed + rejected}/{read} rows): are streamer and collector "
-                    "workers running?"
+                    f"({max(last_total, 0)} rows committed or rejected): are the database, "
+                    "the broker, and streamer and collector workers running?"
                 )
+
+    def _tick_and_look(
+        self, source: StreamSource, options: dict[str, Any]
+    ) -> tuple[int, int, int, bool]:
+        """Send one stream tick, then read (committed, rejected, read, done)."""
+        source.refresh_from_db(fields=["last_error"])
+        if source.last_error:
+            raise CommandError(f"source {source.name}: {source.last_error}")
+        app.send_task(
+            "ingest.stream",
+            args=[source.pk],
+            queue=source.stream_queue,
+            expires=max(options["tick"] * 4, 2.0),
+        )
+        time.sleep(options["tick"])
+        committed, rejected = self._ledger_totals(source)
+        cursors = StreamCursor.objects.filter(source=source)
+        read = cursors.aggregate(total=Sum("rows_streamed"))["total"] or 0
+        done = (
+            cursors.exists()
+            and not cursors.filter(finished=False).exists()
+            and not OutstandingChunk.objects.filter(cursor__source=source).exists()
+        )
+        return committed, rejected, read, done
 
     @staticmethod
     def _ledger_totals(source: StreamSource) -> tuple[int, int]:
