@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class IngestConfig(AppConfig):
@@ -9,3 +9,8 @@ class IngestConfig(AppConfig):
 
     def ready(self) -> None:
         from ingest import signals  # noqa: F401  (connects the schedule sync)
+
+
+def ingest_tables() -> list[str]:
+    """Every table of the app, for TRUNCATE (the sample table's partitions go with it)."""
+    return [model._meta.db_table for model in apps.get_app_config("ingest").get_models()]

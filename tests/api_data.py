@@ -20,6 +20,7 @@ from django.db import connection
 from pytest_django import DjangoDbBlocker
 
 from ingest import dimensions
+from ingest.apps import ingest_tables
 from ingest.chunks import Chunk
 from ingest.collector import collect
 from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
@@ -28,18 +29,6 @@ REFERENCE_CSV = Path(__file__).resolve().parent.parent / "data" / "dcgm_metrics_
 # Taken from the reference export's first row (also the example in the OpenAPI schema).
 REFERENCE_UUID = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
 LINES_PER_CHUNK = 5000
-
-INGEST_TABLES = (
-    "ingest_sample",
-    "ingest_gpu",
-    "ingest_metric",
-    "ingest_workload",
-    "ingest_tally",
-    "ingest_ingestedchunk",
-    "ingest_rejectedrow",
-    "ingest_chunkattempt",
-    "ingest_deadletter",
-)
 
 
 @dataclass(frozen=True)
@@ -112,14 +101,14 @@ def _chunk(
 def truncate_ingest_tables() -> None:
     """Empty the telemetry tables (partitions stay) and the collector's cached ids."""
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(INGEST_TABLES)} RESTART IDENTITY")
+        cursor.execute(f"TRUNCATE {', '.join(ingest_tables())} RESTART IDENTITY")
     dimensions.forget()
 
 
 def analyze_ingest_tables() -> None:
     """Fresh planner statistics, as autovacuum would gather them on a live system."""
     with connection.cursor() as cursor:
-        for table in INGEST_TABLES:
+        for table in ingest_tables():
             cursor.execute(f"ANALYZE {table}")
 
 

@@ -44,6 +44,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest import bench_copy
+from ingest.apps import ingest_tables
 from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
 
 DATABASE_NAME: Final = "telemetry_bench"
@@ -63,20 +64,6 @@ DEFAULT_COLLECTORS: Final = 2
 BATCH_SIZE: Final = 5000
 TICK_SECONDS: Final = 0.2
 
-INGEST_TABLES: Final = (
-    "ingest_sample",
-    "ingest_gpu",
-    "ingest_metric",
-    "ingest_workload",
-    "ingest_tally",
-    "ingest_ingestedchunk",
-    "ingest_rejectedrow",
-    "ingest_chunkattempt",
-    "ingest_deadletter",
-    "ingest_outstandingchunk",
-    "ingest_streamcursor",
-    "ingest_streamsource",
-)
 WORKER_START_TIMEOUT_SECONDS: Final = 60.0
 WORKER_STOP_TIMEOUT_SECONDS: Final = 30.0
 RSS_SAMPLE_SECONDS: Final = 0.1
@@ -249,6 +236,8 @@ class Command(BaseCommand):
             DATABASE_URL=DATABASE_URL,
             REDIS_URL=REDIS_URL,
             DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+            # Production settings (no DEBUG, so no query log) need these; nothing serves HTTP.
+            DJANGO_ALLOWED_HOSTS=os.environ.get("DJANGO_ALLOWED_HOSTS") or "localhost",
             LOG_LEVEL="WARNING",
         )
         if options["max_outstanding"]:
@@ -413,7 +402,7 @@ def _truncate_ingest_tables() -> None:
     connection = psycopg2.connect(BENCH_DSN)
     try:
         with connection, connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE {', '.join(INGEST_TABLES)} RESTART IDENTITY")
+            cursor.execute(f"TRUNCATE {', '.join(ingest_tables())} RESTART IDENTITY")
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute("CHECKPOINT")  # the ceiling's dirty pages are not this run's cost
