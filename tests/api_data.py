@@ -10,7 +10,6 @@ pytest-django's per-test transaction by module-scoped fixtures, and TRUNCATEd af
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,8 @@ from pytest_django import DjangoDbBlocker
 
 from ingest import dimensions
 from ingest.apps import ingest_tables
-from ingest.chunks import Chunk
-from ingest.collector import collect
 from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
+from ingest.direct_load import collect_file
 
 REFERENCE_CSV = Path(__file__).resolve().parent.parent / "data" / "dcgm_metrics_sample.csv"
 # Taken from the reference export's first row (also the example in the OpenAPI schema).
@@ -42,60 +40,21 @@ class Loaded:
     uuids: tuple[str, ...]
 
 
-def _read_columns(header: bytes) -> tuple[str, ...]:
-    return tuple(next(csv.reader([header.decode("utf-8").rstrip("\r\n")])))
-
-
-def line_batches(path: Path, lines_per_chunk: int) -> Iterator[tuple[int, int, list[bytes]]]:
-    """(start byte offset, first line number, lines) of each run of whole lines after the header."""
-    with path.open("rb") as source:
-        offset = len(source.readline())
-        line_number = 2  # the header is line 1
-        batch: list[bytes] = []
-        for line in source:
-            batch.append(line)
-            if len(batch) == lines_per_chunk:
-                yield offset, line_number, batch
-                offset += sum(map(len, batch))
-                line_number += len(batch)
-                batch = []
-        if batch:
-            yield offset, line_number, batch
-
-
 def load_csv(path: Path, *, source_id: int = 1, lines_per_chunk: int = LINES_PER_CHUNK) -> Loaded:
     """Stream ``path`` through ``collect`` in chunks of whole lines, keeping CSV timestamps.
 
     Chunk ids follow the streamer's scheme (source, shard 0, pass 1, start byte offset), so
     every chunk is unique and a second load of the same file commits nothing new.
     """
-    with path.open("rb") as source:
-        columns = _read_columns(source.readline())
     rows = rejected = chunks = 0
-    for start_offset, first_line, lines in line_batches(path, lines_per_chunk):
-        chunk = _chunk(source_id, start_offset, first_line, columns, lines)
-        result = collect(chunk.to_payload())
+    for _, result in collect_file(path, source_id=source_id, lines_per_chunk=lines_per_chunk):
         if result.outcome != "committed":
-            raise AssertionError(f"chunk {chunk.chunk_id} was not committed: {result}")
+            raise AssertionError(f"chunk {result.chunk_id} was not committed: {result}")
         rows, rejected, chunks = rows + result.rows, rejected + result.rejected, chunks + 1
     with connection.cursor() as cursor:
         cursor.execute("SELECT uuid FROM ingest_gpu WHERE sample_count > 0 ORDER BY uuid")
         uuids = tuple(uuid for (uuid,) in cursor.fetchall())
     return Loaded(path, rows, rejected, chunks, uuids)
-
-
-def _chunk(
-    source_id: int, start_offset: int, first_line: int, columns: tuple[str, ...], lines: list[bytes]
-) -> Chunk:
-    return Chunk(
-        chunk_id=f"{source_id}:0:1:{start_offset}",
-        source_id=source_id,
-        first_line=first_line,
-        line_count=len(lines),
-        columns=columns,
-        stamp=None,  # keep the CSV's own timestamps
-        data=b"".join(lines),
-    )
 
 
 def truncate_ingest_tables() -> None:

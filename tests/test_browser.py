@@ -33,8 +33,7 @@ from playwright.sync_api import (
 )
 from pytest_django.live_server_helper import LiveServer
 
-from ingest import collector
-from ingest.chunks import Chunk
+from ingest.direct_load import collect_file
 from ingest.models import Gpu, Sample
 from tests.conftest import REFERENCE_CSV, REPO
 
@@ -88,25 +87,9 @@ def load_reference_export() -> dict[str, list[str]]:
 
     Returns the metric names of each GPU's lines in the file, by GPU uuid.
     """
-    raw = REFERENCE_CSV.read_bytes()
-    header, _, body = raw.partition(b"\n")
-    columns = tuple(header.decode().split(","))
-    lines = body.splitlines()
-    offset = len(header) + 1  # byte offset of the chunk's first line, part of its id
-    for start in range(0, len(lines), LINES_PER_CHUNK):
-        block = lines[start : start + LINES_PER_CHUNK]
-        chunk = Chunk(
-            chunk_id=f"1:0:1:{offset}",
-            source_id=1,
-            first_line=start + 2,  # line 1 is the header
-            line_count=len(block),
-            columns=columns,
-            stamp=None,
-            data=b"\n".join(block) + b"\n",
-        )
-        result = collector.collect(chunk.to_payload())
+    for _, result in collect_file(REFERENCE_CSV, source_id=1, lines_per_chunk=LINES_PER_CHUNK):
         assert (result.outcome, result.rejected) == ("committed", 0), result
-        offset += sum(len(line) + 1 for line in block)
+    raw = REFERENCE_CSV.read_bytes()
     metrics: dict[str, list[str]] = {}
     for row in csv.DictReader(io.StringIO(raw.decode())):
         metrics.setdefault(row["uuid"], []).append(row["metric_name"])

@@ -50,10 +50,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from ingest import dimensions
-from ingest.chunks import Chunk
-from ingest.collector import collect
-from ingest.dcgm import ColumnLayout
 from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
+from ingest.direct_load import collect_file
 from ingest.models import Gpu, Metric, StreamSource
 
 DEFAULT_ROWS: Final = 5_000_000
@@ -333,48 +331,38 @@ class Command(BaseCommand):
                 write_dcgm_csv(out, spec)
             megabytes = path.stat().st_size / 1e6
             self._say(f"generated {megabytes:,.0f} MB in {time.monotonic() - started:.1f}s")
-            self._load(path, source.pk, f"{SOURCE_NAME}:{interval}s", target)
+            self._load(path, source.pk, target)
         rows = _count_samples()
         counted = Gpu.objects.aggregate(total=Sum("sample_count"))["total"] or 0
         if counted != rows:
             self._say(f"WARNING: GPU counters say {counted:,} samples, the table holds {rows:,}")
         return rows
 
-    def _load(self, path: Path, source_id: int, prefix: str, total: int) -> None:
+    def _load(self, path: Path, source_id: int, total: int) -> None:
         committed = skipped = rejected = 0
         started = time.monotonic()
         next_report = PROGRESS_EVERY_ROWS
-        with path.open("rb") as lines:
-            columns = ColumnLayout.from_header_line(lines.readline()).names
-            for first_line, chunk_lines in _chunks(lines, CHUNK_LINES):
-                chunk = Chunk(
-                    chunk_id=f"{prefix}:{first_line}",
-                    source_id=source_id,
-                    first_line=first_line,
-                    line_count=len(chunk_lines),
-                    columns=columns,
-                    stamp=None,  # keep the generated timestamps
-                    data=b"".join(chunk_lines),
+        for line_count, result in collect_file(
+            path, source_id=source_id, lines_per_chunk=CHUNK_LINES
+        ):
+            if result.outcome == "duplicate":
+                skipped += line_count
+            elif result.outcome == "committed":
+                committed += result.rows
+                rejected += result.rejected
+            else:
+                raise CommandError(f"chunk {result.chunk_id} was dead-lettered")
+            done = committed + skipped + rejected
+            if done >= next_report or done == total:
+                next_report += PROGRESS_EVERY_ROWS
+                elapsed = time.monotonic() - started
+                rate = committed / elapsed if elapsed else 0.0
+                left = (total - done) / rate if rate else 0.0
+                self._say(
+                    f"  {done:,}/{total:,} rows: {committed:,} committed, {skipped:,} "
+                    f"already there, {rejected:,} rejected; {rate:,.0f} rows/s, "
+                    f"{elapsed:.0f}s elapsed, ~{left:.0f}s left"
                 )
-                result = collect(chunk.to_payload())
-                if result.outcome == "duplicate":
-                    skipped += len(chunk_lines)
-                elif result.outcome == "committed":
-                    committed += result.rows
-                    rejected += result.rejected
-                else:
-                    raise CommandError(f"chunk {chunk.chunk_id} was dead-lettered")
-                done = committed + skipped + rejected
-                if done >= next_report or done == total:
-                    next_report += PROGRESS_EVERY_ROWS
-                    elapsed = time.monotonic() - started
-                    rate = committed / elapsed if elapsed else 0.0
-                    left = (total - done) / rate if rate else 0.0
-                    self._say(
-                        f"  {done:,}/{total:,} rows: {committed:,} committed, {skipped:,} "
-                        f"already there, {rejected:,} rejected; {rate:,.0f} rows/s, "
-                        f"{elapsed:.0f}s elapsed, ~{left:.0f}s left"
-                    )
         if rejected:
             self._say(f"WARNING: {rejected:,} generated rows were rejected")
 
@@ -607,20 +595,6 @@ def _count_samples() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ingest_sample")
         return int(cursor.fetchone()[0])
-
-
-def _chunks(lines: Iterator[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
-    """Runs of ``size`` whole lines with the line number of their first (the header is 1)."""
-    first_line = 2
-    batch: list[bytes] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) == size:
-            yield first_line, batch
-            first_line += size
-            batch = []
-    if batch:
-        yield first_line, batch
 
 
 def _explain(endpoint: str, sql: str) -> PlanReport:
