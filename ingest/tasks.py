@@ -88,7 +88,7 @@ def _note_failure(payload: object, error: BaseException) -> None:
 
 @shared_task(name="ingest.maintain_partitions", ignore_result=True)
 def maintain_partitions() -> str:
-    """Create the coming days' sample partitions and drop those past retention."""
+    """Make sure partitions cover the coming days; drop those wholly past retention."""
     today = timezone.now().date()
     ahead = settings.PARTITIONS_AHEAD_DAYS
     partitions.ensure_partitions(today + timedelta(days=offset) for offset in range(ahead + 1))

@@ -248,7 +248,10 @@ MAX_CHUNK_ATTEMPTS = env_int("MAX_CHUNK_ATTEMPTS", 5, minimum=1)
 RETRY_BACKOFF_MAX_SECONDS = env_float("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum=0.1)
 # Samples older than this are rejected at ingest and their partitions dropped (0 = keep).
 RETENTION_DAYS = env_int("RETENTION_DAYS", 0, minimum=0)
-# Days of partitions the daily maintenance creates ahead of time.
+# Days covered by one partition of the sample table (PostgreSQL), aligned on a fixed Monday,
+# so 7 makes calendar weeks. Changing it affects new partitions only.
+PARTITION_DAYS = env_int("PARTITION_DAYS", 1, minimum=1)
+# Days ahead of today that the hourly maintenance makes sure have a partition.
 PARTITIONS_AHEAD_DAYS = env_int("PARTITIONS_AHEAD_DAYS", 3, minimum=0)
 # Source locations are data that an admin user (or anyone who can edit the database) controls,
 # so a streamer reads only files under these directories (checked again at every read, after

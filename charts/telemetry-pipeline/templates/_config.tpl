@@ -32,6 +32,7 @@ REPUBLISH_AFTER_SECONDS: {{ .Values.pipeline.republishAfterSeconds | quote }}
 MAX_CHUNK_ATTEMPTS: {{ .Values.pipeline.maxChunkAttempts | quote }}
 RETRY_BACKOFF_MAX_SECONDS: {{ .Values.pipeline.retryBackoffMaxSeconds | quote }}
 RETENTION_DAYS: {{ .Values.pipeline.retentionDays | quote }}
+PARTITION_DAYS: {{ .Values.pipeline.partitionDays | quote }}
 PARTITIONS_AHEAD_DAYS: {{ .Values.pipeline.partitionsAheadDays | quote }}
 {{- /* Streamers read files only under these: the image's data and the chart's CSV mounts. */}}
 STREAM_SOURCE_DIRS: {{ list "/app/data" .Values.csv.pvc.mountPath .Values.csv.configMap.mountPath | join "," | quote }}
