@@ -247,7 +247,8 @@ MAX_CHUNK_ATTEMPTS = env_int("MAX_CHUNK_ATTEMPTS", 5, minimum=1)
 # Capped exponential backoff for a collect task that met a database or broker outage.
 RETRY_BACKOFF_MAX_SECONDS = env_float("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum=0.1)
 # Samples older than this are rejected at ingest and their partitions dropped (0 = keep).
-RETENTION_DAYS = env_int("RETENTION_DAYS", 0, minimum=0)
+# Bounded by default: the sample table is the one that grows without end.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=0)
 # Days covered by one partition of the sample table (PostgreSQL), aligned on a fixed Monday,
 # so 7 makes calendar weeks. Changing it affects new partitions only.
 PARTITION_DAYS = env_int("PARTITION_DAYS", 1, minimum=1)
