@@ -5,8 +5,9 @@ and the project's own parser can do with the same rows on the same cores at the 
 it says how much the queue, the chunk envelope and the collector's bookkeeping cost. So this
 module measures that ceiling with nothing in between: one process per core takes a contiguous
 share of the file's lines, parses them with ``ingest.dcgm.parse_lines`` (the collector's
-parser) and COPYs the narrow sample rows into an empty table with the sample table's columns,
-defaults, primary key and (gpu_id, timestamp) index.
+parser), makes the COPY text with ``ingest.writer.copy_text`` (the collector's writer), names
+mapped to ids with plain dicts, and COPYs the narrow sample rows into an empty table with the
+sample table's columns, defaults, primary key and (gpu_id, timestamp) index.
 
 The table is a plain table, not partitioned: a generated benchmark file spans about an hour
 of sample time, so the pipeline writes every row into one daily partition, and a plain table
@@ -23,21 +24,27 @@ import io
 import itertools
 import multiprocessing
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import psycopg2  # type: ignore[import-untyped]
 
-from ingest.dcgm import ColumnLayout, SampleRow, parse_lines
+from ingest import dimensions
+from ingest.collector import sample_batch
+from ingest.dcgm import ColumnLayout, parse_lines
+from ingest.dimensions import WorkloadKey
+from ingest.writer import COPY_BLOCK_BYTES, COPY_COLUMNS, copy_text
 
 CEILING_TABLE: Final = "bench_copy_sample"
 # Lines per parse and COPY call: the pipeline's default chunk size (import_csv --batch-size).
 LINES_PER_COPY: Final = 5000
 # How long the parent waits for the workers to connect before giving up.
 START_TIMEOUT_SECONDS: Final = 60.0
+
+Name = TypeVar("Name", str, WorkloadKey)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +183,7 @@ def _copy_share(
         layout = ColumnLayout.from_names(names)
         gpu_ids: dict[str, int] = {}
         metric_ids: dict[str, int] = {}
-        workload_ids: dict[tuple[str, str, str], int] = {}
-        stamps: dict[datetime, str] = {}
+        workload_ids: dict[WorkloadKey, int] = {}
         barrier.wait()
         with path.open("rb") as handle, connection.cursor() as cursor:
             handle.seek(share.start)
@@ -194,13 +200,20 @@ def _copy_share(
                 parsed = parse_lines(data, layout, first_line)
                 first_line += data.count(b"\n")
                 rejected += len(parsed.rejected)
-                buffer = _narrow_rows(parsed.rows, gpu_ids, metric_ids, workload_ids, stamps)
-                cursor.copy_expert(
-                    f'COPY {CEILING_TABLE} ("timestamp", value, gpu_id, metric_id, workload_id) '
-                    "FROM STDIN",
-                    buffer,
+                workloads = (dimensions.workload_key(gpu) for gpu in parsed.gpus)
+                batch = sample_batch(
+                    parsed,
+                    _local_ids(gpu_ids, (gpu.uuid for gpu in parsed.gpus)),
+                    _local_ids(metric_ids, parsed.metrics),
+                    _local_ids(workload_ids, (key for key in workloads if key is not None)),
+                    None,
                 )
-                rows += len(parsed.rows)
+                cursor.copy_expert(
+                    f"COPY {CEILING_TABLE} {COPY_COLUMNS} FROM STDIN",
+                    io.BytesIO(copy_text(batch)),
+                    COPY_BLOCK_BYTES,
+                )
+                rows += len(parsed)
         connection.commit()
         connection.close()
     except Exception as error:  # noqa: BLE001  (reported to the parent, which raises it)
@@ -209,24 +222,8 @@ def _copy_share(
     results.put((rows, rejected, ""))
 
 
-def _narrow_rows(
-    rows: list[SampleRow],
-    gpu_ids: dict[str, int],
-    metric_ids: dict[str, int],
-    workload_ids: dict[tuple[str, str, str], int],
-    stamps: dict[datetime, str],
-) -> io.StringIO:
-    """COPY text of the sample columns, names mapped to small integers with plain dicts."""
-    buffer = io.StringIO()
-    write = buffer.write
-    for row in rows:
-        gpu_id = gpu_ids.setdefault(row.uuid, len(gpu_ids) + 1)
-        metric_id = metric_ids.setdefault(row.metric, len(metric_ids) + 1)
-        key = (row.namespace, row.pod, row.container)
-        workload = str(workload_ids.setdefault(key, len(workload_ids) + 1)) if any(key) else "\\N"
-        stamp = stamps.get(row.timestamp)
-        if stamp is None:
-            stamp = stamps[row.timestamp] = row.timestamp.isoformat()
-        write(f"{stamp}\t{row.value!r}\t{gpu_id}\t{metric_id}\t{workload}\n")
-    buffer.seek(0)
-    return buffer
+def _local_ids(ids: dict[Name, int], names: Iterable[Name]) -> dict[Name, int]:
+    """Ids for ``names`` from a plain dict, a new name taking the next number."""
+    for name in names:
+        ids.setdefault(name, len(ids) + 1)
+    return ids

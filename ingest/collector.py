@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,9 +21,10 @@ from django.utils import timezone
 
 from ingest import counters, dimensions, partitions
 from ingest.chunks import Chunk, PayloadError
-from ingest.dcgm import ColumnLayout, HeaderError, RejectedLine, SampleRow, parse_lines
+from ingest.dcgm import ColumnLayout, HeaderError, ParsedChunk, parse_lines
+from ingest.dimensions import WorkloadKey
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Tally
-from ingest.writer import SampleValues, write_samples
+from ingest.writer import SampleBatch, write_samples
 
 logger = logging.getLogger(__name__)
 
@@ -61,56 +63,73 @@ def collect(payload: object) -> CollectResult:
         return dead_letter_chunk(chunk, payload, str(error), attempt.attempts)
 
     parsed = parse_lines(chunk.data, layout, chunk.first_line)
-    rows, rejected = _reject_past_retention(parsed.rows, parsed.rejected, chunk.stamp)
-    return _commit(chunk, rows, rejected)
+    _reject_past_retention(parsed, chunk.stamp)
+    return _commit(chunk, parsed)
 
 
-def _reject_past_retention(
-    rows: list[SampleRow], rejected: list[RejectedLine], stamp: datetime | None
-) -> tuple[list[SampleRow], list[RejectedLine]]:
+def _reject_past_retention(parsed: ParsedChunk, stamp: datetime | None) -> None:
     """Reject rows whose stored time (the chunk's stamp, or their own) is past retention."""
     retention_days = settings.RETENTION_DAYS
-    if not retention_days:
-        return rows, rejected
+    if not retention_days or not len(parsed):
+        return
     cutoff = timezone.now() - timedelta(days=retention_days)
-    kept = []
-    for row in rows:
-        if (stamp or row.timestamp) < cutoff:
-            reason = f"timestamp is older than the {retention_days}-day retention"
-            rejected.append(RejectedLine(row.line_number, "", reason))
-        else:
-            kept.append(row)
-    return kept, rejected
-
-
-def _commit(chunk: Chunk, rows: list[SampleRow], rejected: list[RejectedLine]) -> CollectResult:
-    stamp = chunk.stamp  # processing-time mode: every row is stored with the chunk's stamp
-    metric_ids = dimensions.metric_ids({row.metric for row in rows})
-    gpu_ids = dimensions.gpu_ids(rows)
-    workload_keys = [dimensions.workload_key(row) for row in rows]
-    present = {key for key in workload_keys if key is not None}
-    workload_ids = dimensions.workload_ids(present) if present else {}
+    reason = f"timestamp is older than the {retention_days}-day retention"
     if stamp is not None:
-        days = {stamp.astimezone(UTC).date()} if rows else set()
-    else:
-        days = {row.timestamp.astimezone(UTC).date() for row in rows}
-    partitions.ensure_partitions(days)
+        if stamp < cutoff:
+            parsed.reject_rows(lambda _row: True, reason)
+        return
+    expired = {at for at, timestamp in enumerate(parsed.times) if timestamp < cutoff}
+    if expired:
+        time_of_row = parsed.time_of_row
+        parsed.reject_rows(lambda row: time_of_row[row] in expired, reason)
 
-    values = [
-        SampleValues(
-            stamp or row.timestamp,
-            row.value,
-            gpu_ids[row.uuid],
-            metric_ids[row.metric],
-            None if key is None else workload_ids[key],
-        )
-        for row, key in zip(rows, workload_keys, strict=True)
-    ]
+
+def sample_batch(
+    parsed: ParsedChunk,
+    gpu_ids: Mapping[str, int],
+    metric_ids: Mapping[str, int],
+    workload_ids: Mapping[WorkloadKey, int],
+    stamp: datetime | None,
+) -> SampleBatch:
+    """The parsed rows with names resolved to ids, stored at ``stamp`` when there is one."""
+    series = []
+    for gpu in parsed.gpus:
+        key = dimensions.workload_key(gpu)
+        series.append((gpu_ids[gpu.uuid], None if key is None else workload_ids[key]))
+    if stamp is None:
+        timestamps, time_of_row = parsed.times, parsed.time_of_row
+    else:  # processing-time mode: every row is stored with the chunk's stamp
+        timestamps, time_of_row = [stamp], [0] * len(parsed)
+    return SampleBatch(
+        series,
+        [metric_ids[name] for name in parsed.metrics],
+        timestamps,
+        parsed.gpu_of_row,
+        parsed.metric_of_row,
+        time_of_row,
+        parsed.values,
+    )
+
+
+def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
+    workload_keys = {dimensions.workload_key(gpu) for gpu in parsed.gpus}
+    workload_keys.discard(None)
+    batch = sample_batch(
+        parsed,
+        dimensions.gpu_ids(parsed.gpus),
+        dimensions.metric_ids(parsed.metrics),
+        dimensions.workload_ids(key for key in workload_keys if key is not None),
+        chunk.stamp,
+    )
+    used_times = set(batch.time_of_row)
+    partitions.ensure_partitions({batch.timestamps[at].astimezone(UTC).date() for at in used_times})
+    rejected = parsed.rejected
+    rows = len(batch.values)
     try:
         with transaction.atomic():
-            if not _claim_ledger(chunk, len(values), len(rejected)):
+            if not _claim_ledger(chunk, rows, len(rejected)):
                 raise _AlreadyCommittedError
-            write_samples(values)
+            write_samples(batch)
             RejectedRow.objects.bulk_create(
                 [
                     RejectedRow(
@@ -124,14 +143,19 @@ def _commit(chunk: Chunk, rows: list[SampleRow], rejected: list[RejectedLine]) -
                 ],
                 batch_size=500,
             )
-            counters.add_gpu_samples(values)
-            additions = Counter(Tally.metric_key(value.metric_id) for value in values)
+            counters.add_gpu_samples(batch)
+            additions = Counter(
+                {
+                    Tally.metric_key(batch.metric_ids[at]): count
+                    for at, count in Counter(batch.metric_of_row).items()
+                }
+            )
             additions[Tally.REJECTED] += len(rejected)
             counters.add_tallies(additions, stripe=counters.stripe_for(chunk.chunk_id))
             ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
     except _AlreadyCommittedError:
         return CollectResult(chunk.chunk_id, "duplicate")
-    return CollectResult(chunk.chunk_id, "committed", len(values), len(rejected))
+    return CollectResult(chunk.chunk_id, "committed", rows, len(rejected))
 
 
 def _claim_ledger(chunk: Chunk, rows: int, rejected: int, *, dead_lettered: bool = False) -> bool:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
 
 from ingest.models import Tally
-from ingest.writer import SampleValues
+from ingest.writer import SampleBatch
 
 
 def stripe_for(chunk_id: str) -> int:
@@ -51,20 +51,22 @@ def _lock_gpus(ids: list[int]) -> None:
             )
 
 
-def add_gpu_samples(values: Iterable[SampleValues]) -> None:
-    """Add a chunk's samples to each GPU's exact count and first/last seen, in one UPDATE."""
+def add_gpu_samples(batch: SampleBatch) -> None:
+    """Add a batch's samples to each GPU's exact count and first/last seen, in one UPDATE."""
     counts: Counter[int] = Counter()
+    for at_series, count in Counter(batch.series_of_row).items():
+        counts[batch.series[at_series][0]] += count
+    if not counts:
+        return
     first: dict[int, datetime] = {}
     last: dict[int, datetime] = {}
-    for value in values:
-        gpu_id, timestamp = value.gpu_id, value.timestamp
-        counts[gpu_id] += 1
+    # Each GPU's times: a set of (series, time) positions is a few hundred pairs per chunk.
+    for at_series, at_time in set(zip(batch.series_of_row, batch.time_of_row, strict=True)):
+        gpu_id, timestamp = batch.series[at_series][0], batch.timestamps[at_time]
         if gpu_id not in first or timestamp < first[gpu_id]:
             first[gpu_id] = timestamp
         if gpu_id not in last or timestamp > last[gpu_id]:
             last[gpu_id] = timestamp
-    if not counts:
-        return
     ids = sorted(counts)
     adapt = connection.ops.adapt_datetimefield_value
     parameters: list[Any] = []

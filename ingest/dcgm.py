@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+import operator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -111,7 +113,7 @@ class ColumnLayout:
 
 
 class SampleRow(NamedTuple):
-    """One valid data line, typed."""
+    """One valid data line, typed: the row-at-a-time view of a ``ParsedChunk``."""
 
     line_number: int
     timestamp: datetime
@@ -128,48 +130,118 @@ class SampleRow(NamedTuple):
     labels_raw: str
 
 
+class GpuFields(NamedTuple):
+    """The fields that describe a row's GPU and workload: the same on every row of a GPU."""
+
+    uuid: str
+    gpu_index: int
+    device: str
+    model: str
+    hostname: str
+    namespace: str
+    pod: str
+    container: str
+    labels_raw: str  # as on the first row seen with these fields
+
+
 class RejectedLine(NamedTuple):
     line_number: int
     raw: str
     reason: str
 
 
-class ParsedChunk(NamedTuple):
-    rows: list[SampleRow]
-    rejected: list[RejectedLine]
+@dataclass(slots=True)
+class ParsedChunk:
+    """The valid rows of a chunk as columns, and its rejected lines.
+
+    A chunk of DCGM rows names few GPUs, metrics and times many times over, so each distinct
+    one is kept once and row ``i`` refers to them by position: its GPU is
+    ``gpus[gpu_of_row[i]]``, its metric ``metrics[metric_of_row[i]]``, its time
+    ``times[time_of_row[i]]``. The collector resolves the few distinct names to ids and
+    writes the rows without a Python object per row.
+    """
+
+    gpus: list[GpuFields] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    times: list[datetime] = field(default_factory=list)
+    gpu_of_row: list[int] = field(default_factory=list)
+    metric_of_row: list[int] = field(default_factory=list)
+    time_of_row: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    line_of_row: list[int] = field(default_factory=list)
+    rejected: list[RejectedLine] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def rows(self) -> list[SampleRow]:
+        """The valid rows one by one (for reports and tests; the collector uses the columns)."""
+        gpus, metrics, times = self.gpus, self.metrics, self.times
+        rows = []
+        for line, gpu_at, metric_at, time_at, value in zip(
+            self.line_of_row,
+            self.gpu_of_row,
+            self.metric_of_row,
+            self.time_of_row,
+            self.values,
+            strict=True,
+        ):
+            gpu = gpus[gpu_at]
+            rows.append(
+                SampleRow(
+                    line,
+                    times[time_at],
+                    metrics[metric_at],
+                    gpu.uuid,
+                    gpu.gpu_index,
+                    gpu.device,
+                    gpu.model,
+                    gpu.hostname,
+                    value,
+                    gpu.namespace,
+                    gpu.pod,
+                    gpu.container,
+                    gpu.labels_raw,
+                )
+            )
+        return rows
+
+    def reject_rows(self, doomed: Callable[[int], bool], reason: str) -> None:
+        """Move the rows whose position satisfies ``doomed`` to the rejected lines."""
+        keep = [index for index in range(len(self.values)) if not doomed(index)]
+        if len(keep) == len(self.values):
+            return
+        kept = set(keep)
+        self.rejected.extend(
+            RejectedLine(line, "", reason)
+            for index, line in enumerate(self.line_of_row)
+            if index not in kept
+        )
+        self.rejected.sort()
+        self.gpu_of_row = [self.gpu_of_row[index] for index in keep]
+        self.metric_of_row = [self.metric_of_row[index] for index in keep]
+        self.time_of_row = [self.time_of_row[index] for index in keep]
+        self.values = [self.values[index] for index in keep]
+        self.line_of_row = [self.line_of_row[index] for index in keep]
 
 
 class _RowError(ValueError):
     """A line is invalid; the message is the reason recorded with it."""
 
 
+class _NotOneRecordPerLineError(Exception):
+    """A chunk that one CSV reader cannot parse line for line; it is parsed line by line."""
+
+
 def parse_lines(data: bytes, layout: ColumnLayout, first_line: int) -> ParsedChunk:
     """Parse a run of whole lines; every line ends as a row or as a rejection, none raises."""
-    parsed_times: dict[str, datetime] = {}
-    clean = _parse_clean_chunk(data, layout, first_line, parsed_times)
-    if clean is not None:
-        return clean
-    rows: list[SampleRow] = []
-    rejected: list[RejectedLine] = []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line, not an empty line
-    for offset, raw in enumerate(lines):
-        line_number = first_line + offset
-        try:
-            fields = _line_fields(raw)
-            rows.append(_row_from_fields(fields, layout, line_number, parsed_times))
-        except _RowError as error:
-            rejected.append(RejectedLine(line_number, _printable(raw), str(error)))
-        except Exception as error:  # noqa: BLE001  (hostile input must never stop a chunk)
-            reason = f"unparseable line: {type(error).__name__}: {error}"[:255]
-            rejected.append(RejectedLine(line_number, _printable(raw), reason))
-    return ParsedChunk(rows, rejected)
+    return _parse_clean_chunk(data, layout, first_line) or _parse_line_by_line(
+        data, layout, first_line
+    )
 
 
-def _parse_clean_chunk(
-    data: bytes, layout: ColumnLayout, first_line: int, parsed_times: dict[str, datetime]
-) -> ParsedChunk | None:
+def _parse_clean_chunk(data: bytes, layout: ColumnLayout, first_line: int) -> ParsedChunk | None:
     """Parse a well-formed chunk with one CSV reader over all its lines.
 
     A reader per line costs about as much as the rest of the parsing together. One reader is
@@ -186,24 +258,210 @@ def _parse_clean_chunk(
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    rows: list[SampleRow] = []
-    rejected: list[RejectedLine] = []
     reader = csv.reader(lines, strict=True)
-    try:
+
+    def records() -> Iterator[tuple[int, list[str]]]:
         for offset, fields in enumerate(reader):
             if reader.line_num != offset + 1 or not fields:
-                return None
+                raise _NotOneRecordPerLineError
+            yield first_line + offset, fields
+
+    builder = _ChunkBuilder(layout)
+    try:
+        builder.add_records(records())
+    except (csv.Error, _NotOneRecordPerLineError):
+        return None
+    if builder.lines_seen != len(lines):
+        return None
+    return builder.finish(lambda line_number: lines[line_number - first_line].encode())
+
+
+def _parse_line_by_line(data: bytes, layout: ColumnLayout, first_line: int) -> ParsedChunk:
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line, not an empty line
+    builder = _ChunkBuilder(layout)
+
+    def records() -> Iterator[tuple[int, list[str]]]:
+        for offset, raw in enumerate(lines):
             line_number = first_line + offset
             try:
-                rows.append(_row_from_fields(fields, layout, line_number, parsed_times))
+                fields = _line_fields(raw)
             except _RowError as error:
-                raw = lines[offset].encode()
-                rejected.append(RejectedLine(line_number, _printable(raw), str(error)))
-    except csv.Error:
-        return None
-    if len(rows) + len(rejected) != len(lines):
-        return None
-    return ParsedChunk(rows, rejected)
+                builder.reject(line_number, str(error))
+                continue
+            except Exception as error:  # noqa: BLE001  (hostile input must never stop a chunk)
+                builder.reject(line_number, _unparseable(error))
+                continue
+            yield line_number, fields
+
+    builder.add_records(records())
+    return builder.finish(lambda line_number: lines[line_number - first_line])
+
+
+class _ChunkBuilder:
+    """Validates rows and fills a ``ParsedChunk``'s columns, judging each distinct GPU,
+    metric and time once: a chunk repeats them thousands of times.
+
+    The lookups map raw field text to a position in the chunk's lists, or to a negative
+    number ``~k`` for a value found invalid, whose reason is ``self.errors[k]``.
+    """
+
+    def __init__(self, layout: ColumnLayout) -> None:
+        self.layout = layout
+        self.parsed = ParsedChunk()
+        self.errors: list[str] = []
+        self.rejections: list[tuple[int, str]] = []
+        self.lines_seen = 0
+        positions = [layout.uuid, layout.gpu_index, layout.device, layout.model, layout.hostname]
+        positions += [p for p in (layout.namespace, layout.pod, layout.container) if p is not None]
+        self.gpu_key = operator.itemgetter(*positions)
+        self.gpu_lookup: dict[tuple[str, ...], int] = {}
+        self.metric_lookup: dict[str, int] = {}
+        self.time_lookup: dict[str, int] = {}
+
+    def reject(self, line_number: int, reason: str) -> None:
+        self.rejections.append((line_number, reason))
+        self.lines_seen += 1
+
+    def add_records(self, records: Iterable[tuple[int, list[str]]]) -> None:
+        """Add each (line number, fields) as a row, or reject it with its reason."""
+        parsed, reject = self.parsed, self.reject
+        width = len(self.layout.names)
+        gpu_key, gpu_lookup = self.gpu_key, self.gpu_lookup
+        metric_lookup, time_lookup = self.metric_lookup, self.time_lookup
+        metric_at, time_at, value_at = self.layout.metric, self.layout.timestamp, self.layout.value
+        add_gpu, add_metric, add_time = (
+            parsed.gpu_of_row.append,
+            parsed.metric_of_row.append,
+            parsed.time_of_row.append,
+        )
+        add_value, add_line = parsed.values.append, parsed.line_of_row.append
+        isfinite = math.isfinite
+        rows_before = len(parsed.values)
+        # Locals and no call per row but for new names: this loop runs for every sample.
+        for line_number, fields in records:
+            try:
+                if len(fields) != width:
+                    reject(line_number, _column_count_reason(fields, width))
+                    continue
+                gpu = gpu_lookup.get(gpu_key(fields))
+                if gpu is None:
+                    gpu = self._new_gpu(fields)
+                metric = metric_lookup.get(fields[metric_at])
+                if metric is None:
+                    metric = self._new_metric(fields[metric_at])
+                time = time_lookup.get(fields[time_at])
+                if time is None:
+                    time = self._new_time(fields[time_at])
+                if gpu < 0 or metric < 0 or time < 0:
+                    invalid = gpu if gpu < 0 else metric if metric < 0 else time
+                    reject(line_number, self.errors[~invalid])
+                    continue
+                value_text = fields[value_at]
+                try:
+                    value = float(value_text)
+                except ValueError:
+                    reject(line_number, f"value {value_text[:40]!r} is not a number")
+                    continue
+                if not isfinite(value):
+                    reject(line_number, f"value {value_text[:40]!r} is not finite")
+                    continue
+            except Exception as error:  # noqa: BLE001  (hostile input must never stop a chunk)
+                reject(line_number, _unparseable(error))
+                continue
+            add_gpu(gpu)
+            add_metric(metric)
+            add_time(time)
+            add_value(value)
+            add_line(line_number)
+        self.lines_seen += len(parsed.values) - rows_before
+
+    def _invalid(self, reason: str) -> int:
+        self.errors.append(reason)
+        return ~(len(self.errors) - 1)
+
+    def _new_gpu(self, fields: list[str]) -> int:
+        key = self.gpu_key(fields)
+        try:
+            gpu = _gpu_fields(fields, self.layout)
+        except _RowError as error:
+            self.gpu_lookup[key] = position = self._invalid(str(error))
+            return position
+        self.gpu_lookup[key] = position = len(self.parsed.gpus)
+        self.parsed.gpus.append(gpu)
+        return position
+
+    def _new_metric(self, text: str) -> int:
+        name = text.strip()
+        if len(text) > MAX_FIELD_CHARS["metric_name"]:
+            position = self._invalid(_too_long("metric_name"))
+        elif not name:
+            position = self._invalid("metric_name is empty")
+        else:
+            position = len(self.parsed.metrics)
+            self.parsed.metrics.append(name)
+        self.metric_lookup[text] = position
+        return position
+
+    def _new_time(self, text: str) -> int:
+        try:
+            timestamp = _parse_timestamp(text)
+        except _RowError as error:
+            position = self._invalid(str(error))
+        else:
+            position = len(self.parsed.times)
+            self.parsed.times.append(timestamp)
+        self.time_lookup[text] = position
+        return position
+
+    def finish(self, raw_line: Callable[[int], bytes]) -> ParsedChunk:
+        self.parsed.rejected = [
+            RejectedLine(line_number, _printable(raw_line(line_number)), reason)
+            for line_number, reason in sorted(self.rejections)
+        ]
+        return self.parsed
+
+
+def _gpu_fields(fields: list[str], layout: ColumnLayout) -> GpuFields:
+    for name, index, width in layout.limited_fields:
+        if name != "metric_name" and len(fields[index]) > width:
+            raise _RowError(_too_long(name))
+    uuid = fields[layout.uuid].strip()
+    if not uuid:
+        raise _RowError("uuid is empty")
+    index_text = fields[layout.gpu_index]
+    try:
+        gpu_index = int(index_text)
+    except ValueError:
+        raise _RowError(f"gpu_id {index_text[:40]!r} is not an integer") from None
+    if not 0 <= gpu_index <= MAX_GPU_INDEX:
+        raise _RowError(f"gpu_id {gpu_index} is out of range")
+    return GpuFields(
+        uuid,
+        gpu_index,
+        fields[layout.device],
+        fields[layout.model],
+        fields[layout.hostname],
+        "" if layout.namespace is None else fields[layout.namespace],
+        "" if layout.pod is None else fields[layout.pod],
+        "" if layout.container is None else fields[layout.container],
+        "" if layout.labels is None else fields[layout.labels],
+    )
+
+
+def _too_long(name: str) -> str:
+    return f"{name} is longer than {MAX_FIELD_CHARS[name]} characters"
+
+
+def _column_count_reason(fields: list[str], width: int) -> str:
+    if len(fields) == 1 and not fields[0].strip():
+        return "empty line"
+    return f"expected {width} columns, found {len(fields)}"
+
+
+def _unparseable(error: Exception) -> str:
+    return f"unparseable line: {type(error).__name__}: {error}"[:255]
 
 
 def _line_fields(raw: bytes) -> list[str]:
@@ -221,63 +479,6 @@ def _line_fields(raw: bytes) -> list[str]:
         return next(csv.reader((text,), strict=True))
     except csv.Error as error:
         raise _RowError(f"malformed CSV: {error}") from None
-
-
-def _row_from_fields(
-    fields: list[str], layout: ColumnLayout, line_number: int, parsed_times: dict[str, datetime]
-) -> SampleRow:
-    if len(fields) != len(layout.names):
-        if len(fields) == 1 and not fields[0].strip():
-            raise _RowError("empty line")
-        raise _RowError(f"expected {len(layout.names)} columns, found {len(fields)}")
-    for name, index, width in layout.limited_fields:
-        if len(fields[index]) > width:
-            raise _RowError(f"{name} is longer than {width} characters")
-
-    timestamp_text = fields[layout.timestamp]
-    timestamp = parsed_times.get(timestamp_text)
-    if timestamp is None:
-        timestamp = _parse_timestamp(timestamp_text)
-        parsed_times[timestamp_text] = timestamp
-
-    value_text = fields[layout.value]
-    try:
-        value = float(value_text)
-    except ValueError:
-        raise _RowError(f"value {value_text[:40]!r} is not a number") from None
-    if not math.isfinite(value):
-        raise _RowError(f"value {value_text[:40]!r} is not finite")
-
-    uuid = fields[layout.uuid].strip()
-    if not uuid:
-        raise _RowError("uuid is empty")
-    metric = fields[layout.metric].strip()
-    if not metric:
-        raise _RowError("metric_name is empty")
-    index_text = fields[layout.gpu_index]
-    try:
-        gpu_index = int(index_text)
-    except ValueError:
-        raise _RowError(f"gpu_id {index_text[:40]!r} is not an integer") from None
-    if not 0 <= gpu_index <= MAX_GPU_INDEX:
-        raise _RowError(f"gpu_id {gpu_index} is out of range")
-
-    # Positional and inline: this runs once per row, and keywords cost a third more.
-    return SampleRow(
-        line_number,
-        timestamp,
-        metric,
-        uuid,
-        gpu_index,
-        fields[layout.device],
-        fields[layout.model],
-        fields[layout.hostname],
-        value,
-        "" if layout.namespace is None else fields[layout.namespace],
-        "" if layout.pod is None else fields[layout.pod],
-        "" if layout.container is None else fields[layout.container],
-        "" if layout.labels is None else fields[layout.labels],
-    )
 
 
 def _parse_timestamp(text: str) -> datetime:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ingest.dcgm import SampleRow, parse_labels
+from ingest.dcgm import GpuFields, parse_labels
 from ingest.models import Gpu, Metric, Workload
 
 WorkloadKey = tuple[str, str, str]
@@ -21,10 +21,10 @@ _gpu_ids: dict[str, int] = {}
 _workload_ids: dict[WorkloadKey, int] = {}
 
 
-def workload_key(row: SampleRow) -> WorkloadKey | None:
-    if not (row.namespace or row.pod or row.container):
+def workload_key(gpu: GpuFields) -> WorkloadKey | None:
+    if not (gpu.namespace or gpu.pod or gpu.container):
         return None
-    return (row.namespace, row.pod, row.container)
+    return (gpu.namespace, gpu.pod, gpu.container)
 
 
 def metric_ids(names: Iterable[str]) -> dict[str, int]:
@@ -35,28 +35,28 @@ def metric_ids(names: Iterable[str]) -> dict[str, int]:
     return _metric_ids
 
 
-def gpu_ids(rows: Iterable[SampleRow]) -> dict[str, int]:
-    """Ids by uuid; a GPU seen for the first time is created from its first row."""
-    first_rows: dict[str, SampleRow] = {}
-    for row in rows:
-        if row.uuid not in _gpu_ids and row.uuid not in first_rows:
-            first_rows[row.uuid] = row
-    if first_rows:
+def gpu_ids(gpus: Iterable[GpuFields]) -> dict[str, int]:
+    """Ids by uuid; a GPU seen for the first time is created from its first fields."""
+    new: dict[str, GpuFields] = {}
+    for gpu in gpus:
+        if gpu.uuid not in _gpu_ids and gpu.uuid not in new:
+            new[gpu.uuid] = gpu
+    if new:
         Gpu.objects.bulk_create(
             [
                 Gpu(
-                    uuid=row.uuid,
-                    gpu_index=row.gpu_index,
-                    device=row.device,
-                    model_name=row.model,
-                    hostname=row.hostname,
-                    labels=parse_labels(row.labels_raw),
+                    uuid=gpu.uuid,
+                    gpu_index=gpu.gpu_index,
+                    device=gpu.device,
+                    model_name=gpu.model,
+                    hostname=gpu.hostname,
+                    labels=parse_labels(gpu.labels_raw),
                 )
-                for row in first_rows.values()
+                for gpu in new.values()
             ],
             ignore_conflicts=True,
         )
-        _gpu_ids.update(Gpu.objects.filter(uuid__in=first_rows).values_list("uuid", "id"))
+        _gpu_ids.update(Gpu.objects.filter(uuid__in=new).values_list("uuid", "id"))
     return _gpu_ids
 
 

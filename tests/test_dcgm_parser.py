@@ -313,7 +313,8 @@ def test_parses_a_last_line_without_a_trailing_newline() -> None:
 
 
 def test_parses_no_lines_from_no_bytes() -> None:
-    assert parse_lines(b"", reference_layout(), 2) == ParsedChunk([], [])
+    parsed = parse_lines(b"", reference_layout(), 2)
+    assert (parsed.rows, parsed.rejected) == ([], [])
 
 
 def test_counts_a_lone_newline_as_one_empty_line() -> None:
