@@ -13,7 +13,7 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 REQUIRED_COLUMNS = (
@@ -32,6 +32,10 @@ OPTIONAL_COLUMNS = ("container", "pod", "namespace", "labels_raw")
 # cannot bloat the rejected-rows table.
 MAX_STORED_LINE_CHARS = 2000
 MAX_GPU_INDEX = 32767
+# Times are stored by their day in UTC (and partitioned by it on PostgreSQL); a year at the
+# very edge of Python's calendar would overflow that arithmetic, and no exporter writes one.
+FIRST_YEAR = 1900
+LAST_YEAR = 9000
 # The widths of the columns these fields are stored in (ingest.models); a longer value is
 # the row's fault and rejects that row, rather than failing its whole chunk at commit.
 MAX_FIELD_CHARS = {
@@ -488,13 +492,21 @@ def _parse_timestamp(text: str) -> datetime:
         raise _RowError(f"timestamp {text[:40]!r} is not an RFC 3339 time") from None
     if timestamp.tzinfo is None:
         raise _RowError(f"timestamp {text[:40]!r} has no time zone")
+    try:
+        utc_year = timestamp.astimezone(UTC).year
+    except OverflowError:  # e.g. 0001-01-01 at +01:00 is a day before the calendar starts
+        utc_year = 0
+    if not FIRST_YEAR <= utc_year <= LAST_YEAR:
+        raise _RowError(f"timestamp {text[:40]!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     return timestamp
 
 
 def _printable(raw: bytes) -> str:
     # PostgreSQL text cannot hold NUL; keep everything else as close to the input as possible.
-    text = raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
-    if len(text) > MAX_STORED_LINE_CHARS:
+    # Only the stored head is decoded: escaping a hostile 10 MB line whole takes seconds.
+    head = raw[: MAX_STORED_LINE_CHARS * 4]
+    text = head.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    if len(text) > MAX_STORED_LINE_CHARS or len(raw) > len(head):
         return text[:MAX_STORED_LINE_CHARS] + f"... [{len(raw)} bytes]"
     return text
 

@@ -292,6 +292,15 @@ def test_rejects_a_nul_byte_in_a_text_field() -> None:
     assert_only_the_middle_line_rejected(parse_between_good_lines(bad), "NUL")
 
 
+@pytest.mark.parametrize(
+    "timestamp",
+    ["0001-01-01T00:00:00+01:00", "1899-12-31T23:59:59Z", "9001-01-01T00:00:00Z"],
+)
+def test_rejects_a_time_outside_the_supported_years(timestamp: str) -> None:
+    bad = row_line(timestamp=timestamp)
+    assert_only_the_middle_line_rejected(parse_between_good_lines(bad), "outside the years")
+
+
 # --- line endings --------------------------------------------------------------------------
 
 
@@ -498,10 +507,18 @@ def test_valid_generated_rows_parse_back_to_the_same_values(
 ) -> None:
     expected: list[SampleRow] = []
     lines: list[bytes] = []
+    # A GPU's labels describe the GPU: they are read from the first row naming its fields.
+    first_labels: dict[tuple[object, ...], str] = {}
     for offset, (row, (value_text, value), zulu) in enumerate(rows):
         fields = sample_fields(row, value_text, zulu)
         lines.append(csv_line([fields[name] for name in columns]))
-        expected.append(row._replace(line_number=first_line + offset, value=float(value)))
+        gpu = (row.uuid, row.gpu_index, row.device, row.model, row.hostname)
+        labels = first_labels.setdefault(
+            (*gpu, row.namespace, row.pod, row.container), row.labels_raw
+        )
+        expected.append(
+            row._replace(line_number=first_line + offset, value=float(value), labels_raw=labels)
+        )
     newline = b"\r\n" if crlf else b"\n"
     layout = ColumnLayout.from_header_line(",".join(columns).encode())
 

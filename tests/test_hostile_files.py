@@ -507,18 +507,9 @@ def test_a_header_in_a_wrong_encoding_is_a_clear_error_and_stores_nothing(
         assert_nothing_stored(source, broker)
 
 
-# --- product bugs, pinned until fixed ------------------------------------------------------
+# --- times at the edge of the calendar ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason=(
-        "timestamp_mode=source: a parseable time whose UTC day is outside Python's calendar "
-        "(collector: astimezone(UTC)) or is 9999-12-31 (partitions: the day after) raises "
-        "OverflowError, failing the whole chunk instead of rejecting the row"
-    ),
-)
 @pytest.mark.parametrize(
     "timestamp",
     ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59Z"],
@@ -530,9 +521,9 @@ def test_a_row_timed_at_the_edge_of_the_calendar_does_not_fail_its_chunk(
 
     streamed = stream_file(tmp_path / "calendar_edge.csv", data, timestamp_mode="source")
 
-    # Stored or rejected, line 3 is one verdict; rows 2 and 4 are committed regardless.
-    stored = streamed.samples().filter(value=-3).count()
-    rejected = RejectedRow.objects.filter(source=streamed.source, line_number=3).count()
-    assert stored + rejected == 1
+    # Line 3 is rejected alone, with its reason; rows 2 and 4 are committed regardless.
+    assert not streamed.samples().filter(value=-3).exists()
+    rejected = RejectedRow.objects.get(source=streamed.source, line_number=3)
+    assert "outside the years" in rejected.reason
     assert_valid_rows_committed_once(streamed, frozenset({2, 4}))
     assert not DeadLetter.objects.exists()
