@@ -67,6 +67,8 @@ TICK_SECONDS: Final = 0.2
 WORKER_START_TIMEOUT_SECONDS: Final = 60.0
 WORKER_STOP_TIMEOUT_SECONDS: Final = 30.0
 RSS_SAMPLE_SECONDS: Final = 0.1
+# The roles whose CPU time the report splits a row's cost into.
+CPU_ROLES: Final = ("streamer", "collector", "importer", "postgres", "redis")
 # Settings (and their *_FILE forms) that would point a child process at another database
 # or broker than the benchmark's.
 CONNECTION_VARIABLES: Final = (
@@ -97,13 +99,27 @@ class PipelineResult:
 
 
 @dataclass
-class PeakRss:
-    """The largest resident set seen per role, over every process and run."""
+class ProcessUsage:
+    """Per role: the largest resident set seen (over every process and run), and the CPU
+    seconds its processes used during each run's import (from first to last sample)."""
 
     peaks: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    first_cpu: dict[int, float] = field(default_factory=dict)
+    last_cpu: dict[int, tuple[str, float]] = field(default_factory=dict)
 
-    def record(self, role: str, rss: int) -> None:
+    def record(self, role: str, pid: int, rss: int, cpu: float) -> None:
         self.peaks[role] = max(self.peaks.get(role, 0), rss)
+        self.first_cpu.setdefault(pid, cpu)
+        self.last_cpu[pid] = (role, cpu)
+
+    def close_run(self) -> None:
+        """Add this run's CPU per role, and forget its processes."""
+        for pid, (role, cpu) in self.last_cpu.items():
+            used = cpu - self.first_cpu[pid]
+            self.cpu_seconds[role] = self.cpu_seconds.get(role, 0.0) + used
+        self.first_cpu.clear()
+        self.last_cpu.clear()
 
 
 @dataclass
@@ -124,27 +140,53 @@ class Worker:
             self.process.wait(timeout=WORKER_STOP_TIMEOUT_SECONDS)
 
 
-class RssSampler(threading.Thread):
-    """Samples the RSS of the processes of a run, in the background, until stopped."""
+class UsageSampler(threading.Thread):
+    """Samples the RSS and CPU time of the processes of a run, in the background.
 
-    def __init__(self, peaks: PeakRss, processes: Callable[[], list[tuple[str, int]]]) -> None:
-        super().__init__(daemon=True, name="bench-rss")
-        self.peaks = peaks
+    Besides the benchmark's own processes it samples the PostgreSQL backends serving the
+    benchmark database and the Redis server, so the report can say where each row's CPU
+    goes on a machine whose cores all of them share.
+    """
+
+    def __init__(self, usage: ProcessUsage, processes: Callable[[], list[tuple[str, int]]]) -> None:
+        super().__init__(daemon=True, name="bench-usage")
+        self.usage = usage
         self.processes = processes
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
-            for role, pid in self.processes():
-                try:
-                    self.peaks.record(role, psutil.Process(pid).memory_info().rss)
-                except psutil.Error:
-                    continue
+            self.sample()
             self.done.wait(RSS_SAMPLE_SECONDS)
+        self.sample()
+
+    def sample(self) -> None:
+        for role, pid in [*self.processes(), *_service_processes()]:
+            try:
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    times = process.cpu_times()
+                    rss = process.memory_info().rss
+            except psutil.Error:
+                continue
+            self.usage.record(role, pid, rss, times.user + times.system)
 
     def stop(self) -> None:
         self.done.set()
         self.join()
+        self.usage.close_run()
+
+
+def _service_processes() -> list[tuple[str, int]]:
+    """The PostgreSQL backends of the benchmark database and the Redis server."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if command.startswith("postgres: ") and f" {DATABASE_NAME} " in command:
+            found.append(("postgres", process.pid))
+        elif (process.info["name"] or "").startswith("redis-server"):
+            found.append(("redis", process.pid))
+    return found
 
 
 class Command(BaseCommand):
@@ -183,7 +225,7 @@ class Command(BaseCommand):
         self._prepare_database(env)
         broker = redis.Redis.from_url(REDIS_URL)
         cores = os.cpu_count() or 1
-        peaks = PeakRss()
+        usage = ProcessUsage()
         copies: list[bench_copy.CopyResult] = []
         pipelines: list[PipelineResult] = []
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
@@ -205,7 +247,7 @@ class Command(BaseCommand):
                         )
                     copies.append(copy)
                     pipeline = self._pipeline_run(
-                        run, csv_path, rows, streamers, collectors, env, broker, peaks, work
+                        run, csv_path, rows, streamers, collectors, env, broker, usage, work
                     )
                     pipelines.append(pipeline)
                     self.stdout.write(
@@ -216,7 +258,7 @@ class Command(BaseCommand):
             finally:
                 bench_copy.drop_table(BENCH_DSN)
                 broker.flushdb()
-        self._report(copies, pipelines, peaks, rows, streamers, collectors)
+        self._report(copies, pipelines, usage, rows, streamers, collectors)
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -295,7 +337,7 @@ class Command(BaseCommand):
         collectors: int,
         env: dict[str, str],
         broker: redis.Redis,
-        peaks: PeakRss,
+        usage: ProcessUsage,
         work: Path,
     ) -> PipelineResult:
         """Empty tables and broker, start workers, import the file, read the ledger."""
@@ -303,7 +345,7 @@ class Command(BaseCommand):
         broker.flushdb()
         workers: list[Worker] = []
         importer: subprocess.Popen[bytes] | None = None
-        sampler: RssSampler | None = None
+        sampler: UsageSampler | None = None
         try:
             for index in range(streamers):
                 workers.append(_start_worker("streamer", "stream", index, run, env, work))
@@ -317,7 +359,7 @@ class Command(BaseCommand):
                     found.append(("importer", importer.pid))
                 return found
 
-            sampler = RssSampler(peaks, running)
+            sampler = UsageSampler(usage, running)
             sampler.start()
             log = work / f"import-{run}.log"
             started = time.monotonic()
@@ -359,7 +401,7 @@ class Command(BaseCommand):
         self,
         copies: list[bench_copy.CopyResult],
         pipelines: list[PipelineResult],
-        peaks: PeakRss,
+        usage: ProcessUsage,
         rows: int,
         streamers: int,
         collectors: int,
@@ -388,11 +430,22 @@ class Command(BaseCommand):
         self.stdout.write(
             "peak RSS: "
             + ", ".join(
-                f"{role} {peaks.peaks[role] / 2**20:.0f} MiB"
+                f"{role} {usage.peaks[role] / 2**20:.0f} MiB"
                 for role in ("streamer", "collector", "importer")
-                if role in peaks.peaks
+                if role in usage.peaks
             )
             + " (per process, sampled every 0.1 s)"
+        )
+        total_rows = rows * len(pipelines)
+        pipeline_seconds = sum(pipeline.seconds for pipeline in pipelines)
+        cpu = usage.cpu_seconds
+        self.stdout.write(
+            "pipeline CPU per row: "
+            + ", ".join(
+                f"{role} {cpu[role] / total_rows * 1e6:.1f} us" for role in CPU_ROLES if role in cpu
+            )
+            + f"; total {sum(cpu.values()) / total_rows * 1e6:.1f} us, "
+            f"{sum(cpu.values()) / pipeline_seconds:.2f} of {os.cpu_count()} cores busy"
         )
         self.stdout.write(
             f"bench: pipeline_rows_per_s={pipeline_median:.0f} copy_rows_per_s={copy_median:.0f} "
