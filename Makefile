@@ -46,7 +46,7 @@ browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, a
 test-slow: $(VENV)/.installed load-tools  ## long multi-process scenarios (1M-row memory bound, 60 s of wrk against gunicorn)
 	$(PY) -m pytest -m "slow and not faults" -rP  # -rP: print the measured figures of passing tests
 
-test-faults: $(VENV)/.installed  ## fault injection: PostgreSQL/Redis outages, SIGTERM, 10x10 workers (private servers; ~2 min)
+test-faults: $(VENV)/.installed  ## fault injection: PostgreSQL/Redis outages, SIGTERM, SIGKILLed collector and streamer, poison message and invalid chunk, 10x10 workers (private servers; ~5 min)
 	$(PY) -m pytest -m faults -rP  # -rP: print each scenario's figures
 
 load-tools:  ## wrk, the HTTP load generator of the load test (apt-get, as root, if missing)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,12 +122,12 @@ class PostgresServer:
         connection.autocommit = True
         return connection
 
-    def scalar(self, sql: str) -> int:
+    def scalar(self, sql: str, params: Sequence[object] | None = None) -> int:
         """One integer from a fresh connection (so a restart in between does not matter)."""
         connection = self.connect()
         try:
             with connection.cursor() as cursor:
-                cursor.execute(sql)
+                cursor.execute(sql, params)
                 row = cursor.fetchone()
                 assert row is not None
                 return int(row[0] or 0)

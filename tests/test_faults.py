@@ -4,7 +4,16 @@ Each scenario streams a generated 200,000-row file through real streamer and col
 worker processes (``manage.py import_csv`` drives it, and waits out outages like the
 workers do), takes something away once chunks are committing, gives it back, and then
 checks the promise: the importer succeeds, the sample table holds every row read, and no
-(gpu, metric, timestamp) appears twice.
+(gpu, metric, timestamp) appears twice. The scenarios:
+
+- PostgreSQL stopped for 20 s (``/health`` says 503 meanwhile, collect tasks retry);
+- Redis restarted without persistence (the queued chunks are lost and published again);
+- SIGTERM to every worker, then new ones (warm shutdown finishes the chunk in hand);
+- the collector's process group SIGKILLed twice, a new collector started each time;
+- the streamer's process group SIGKILLed twice mid-stream, a new streamer started each time;
+- a poison message (not a chunk) and a chunk whose every line is invalid, published to the
+  collect queue mid-import: one dead letter, each invalid line rejected once, no retries;
+- 10 streamers and 10 collectors on a file split into 10 shards.
 
 The servers are private (``tests.fault_servers``): a scenario that stops PostgreSQL or
 Redis must never touch the shared instances. Nothing here uses pytest-django's database;
@@ -14,6 +23,8 @@ seconds to recover, duplicates, losses, runtime): ``pytest -rP`` shows them.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -24,13 +35,16 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
+from ingest.chunks import Chunk
+from ingest.queues import COLLECT_QUEUE, publish_chunk
 from tests.conftest import REPO, Worker, WorkerFactory, wait_for
 from tests.fault_servers import PostgresServer, RedisServer, free_port
 from tests.pipeline_helpers import generate_csv, start_import
@@ -50,8 +64,22 @@ DUPLICATES_SQL = (
     ") AS repeated"
 )
 CHUNKS_SQL = "SELECT count(*) FROM ingest_ingestedchunk"
-
 ROWS_READ_SQL = "SELECT COALESCE(SUM(rows_streamed), 0) FROM ingest_streamcursor"
+# Celery's worker log line for each step of a task: received, succeeded, retry, raised...
+TASK_EVENT = re.compile(r"Task [\w.]+\[[\w-]+\] (\w+)")
+# The streamer's own report of a tick (Celery's "succeeded" line repeats it: not counted).
+TICK_REPUBLISHED = re.compile(r"ingest\.tasks stream source=.* republished=(\d+)")
+STREAMING_CURSORS_SQL = "SELECT count(*) FROM ingest_streamcursor WHERE NOT finished"
+OUTSTANDING_SQL = "SELECT count(*) FROM ingest_outstandingchunk"
+
+# A worker is killed each time this many more chunks have committed: the first kill lands
+# early in the import, the second well before its last chunks are even read.
+KILL_EVERY_CHUNKS = 15
+
+# A collect message that is a dict, as a chunk payload is, without the fields of one.
+POISON_MESSAGE = {"id": "not-a-chunk", "lines": 3}
+# The source the chunk of invalid rows claims to come from.
+INVALID_ROWS_SOURCE = "invalid-rows"
 
 
 @dataclass
@@ -201,6 +229,129 @@ def seconds_to_next_commit(postgres: PostgresServer, since: float, timeout: floa
     return time.monotonic() - since
 
 
+def start_fault_import(
+    servers: Servers, workers: WorkerFactory, tmp_path: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """``import_csv`` of the module's file on the private servers, and the log it writes."""
+    log = tmp_path / "import.log"
+    return start_import(servers.csv_path, workers.env, log, *IMPORT_OPTIONS, *extra), log
+
+
+def wait_mid_stream(servers: Servers, chunks: int) -> int:
+    """Wait for ``chunks`` committed chunks, and make sure the file is still being read."""
+    committed = wait_for_chunks(servers.postgres, chunks)
+    streaming = servers.postgres.scalar(STREAMING_CURSORS_SQL)
+    assert streaming > 0, "the whole file was read before the fault"
+    return committed
+
+
+@dataclass
+class Recovery:
+    """A worker SIGKILLed and replaced."""
+
+    recover_seconds: float  # from the replacement being ready to the next commit
+    outage_seconds: float  # from the kill to the next commit
+    outstanding_chunks: int  # published or about to be, and not yet confirmed, at the kill
+    task_in_hand: bool  # the kill interrupted a task (a chunk, or a stream tick)
+
+    def __str__(self) -> str:
+        return (
+            f"recover_seconds={self.recover_seconds:.1f} "
+            f"outage_seconds={self.outage_seconds:.1f} "
+            f"outstanding_chunks_at_kill={self.outstanding_chunks} "
+            f"task_in_hand_at_kill={self.task_in_hand}"
+        )
+
+
+def chunks_republished(workers: list[Worker]) -> int:
+    """Chunks the streamers published again because no commit confirmed them in time."""
+    return sum(
+        int(count)
+        for worker in workers
+        if worker.role == "streamer"
+        for count in TICK_REPUBLISHED.findall(worker.output())
+    )
+
+
+def task_in_hand(worker: Worker) -> bool:
+    """Whether the last task the worker's log mentions was received and not yet finished."""
+    events = TASK_EVENT.findall(worker.output()[-4000:])
+    return bool(events) and events[-1] == "received"
+
+
+def kill_with_task_in_hand(worker: Worker, patience: float = 30) -> bool:
+    """SIGKILL the worker's process group, if possible while it works on a task.
+
+    Killed between two tasks, a worker loses nothing in the first place; the case that
+    needs the ledger and redelivery is a task cut off half way. Tasks take a fraction of a
+    second, so the log is polled closely. Returns whether the kill caught a task in hand.
+    """
+    deadline = time.monotonic() + patience
+    while not task_in_hand(worker) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    worker.kill()
+    assert worker.process.returncode == -signal.SIGKILL, worker.output()[-3000:]
+    return task_in_hand(worker)  # the log now ends where the kill stopped the worker
+
+
+def kill_and_replace(
+    servers: Servers, doomed: Worker, start_replacement: Callable[[], Worker], *, drain: bool
+) -> tuple[Worker, Recovery]:
+    """SIGKILL ``doomed``'s process group mid-stream, start its replacement, time the recovery.
+
+    With ``drain``, the replacement starts only once the collect queue is empty: chunks a
+    killed streamer had published keep the collectors committing without it, and only a
+    commit after they are gone shows that the new streamer took over.
+    """
+    wait_mid_stream(servers, committed_chunks(servers.postgres) + KILL_EVERY_CHUNKS)
+    outstanding = servers.postgres.scalar(OUTSTANDING_SQL)
+    in_hand = kill_with_task_in_hand(doomed)
+    killed = time.monotonic()
+    if drain:
+        broker = servers.redis.client()
+        wait_for(lambda: broker.llen(COLLECT_QUEUE) == 0, 120, what="the collect queue to drain")
+    replacement = start_replacement()
+    ready = time.monotonic()
+    recover = seconds_to_next_commit(servers.postgres, ready)
+    return replacement, Recovery(recover, ready - killed + recover, outstanding, in_hand)
+
+
+def spoiled_chunk(csv_path: Path, source_id: int) -> Chunk:
+    """A chunk of ``source_id`` whose every line is the file's first row, spoiled in one way."""
+    with csv_path.open(newline="") as rows:
+        reader = csv.reader(rows)
+        header = next(reader)
+        good = next(reader)
+
+    def spoiled(column: str, value: str) -> list[str]:
+        fields = list(good)
+        fields[header.index(column)] = value
+        return fields
+
+    lines = io.StringIO()
+    csv.writer(lines, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
+        [
+            spoiled("value", "not-a-number"),
+            spoiled("value", "inf"),
+            spoiled("timestamp", "2025-07-18T20:42:34"),  # no time zone
+            spoiled("timestamp", "yesterday"),
+            spoiled("uuid", ""),
+            good[:5],  # a wrong column count
+        ]
+    )
+    lines.write(f'"{good[0]}","{good[1]}\n')  # a quote that never closes
+    data = lines.getvalue().encode()
+    return Chunk(
+        chunk_id=f"{source_id}:0:1:0",
+        source_id=source_id,
+        first_line=2,
+        line_count=data.count(b"\n"),
+        columns=tuple(header),
+        stamp=None,
+        data=data,
+    )
+
+
 def finish(
     name: str,
     servers: Servers,
@@ -279,22 +430,9 @@ def test_postgres_stopped_for_20_seconds_loses_and_duplicates_nothing(
     workers.collector()
     _web, port = start_web(workers)
     assert health(port)[0] == 200
-    log = tmp_path / "import.log"
-    command = [
-        sys.executable, "manage.py", "import_csv",
-        str(servers.csv_path), "--no-progress", *IMPORT_OPTIONS,
-    ]  # fmt: skip
-    with log.open("wb") as sink:
-        importer = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env={**workers.env, "DJANGO_SETTINGS_MODULE": "telemetry_project.settings"},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    importer, log = start_fault_import(servers, workers, tmp_path)
 
-    before = wait_for_chunks(servers.postgres, 10)
-    assert before < servers.rows // BATCH_SIZE, "the import finished before the fault"
+    wait_mid_stream(servers, 10)
     servers.postgres.stop("fast")
     down_since = time.monotonic()
     status, body = health(port)
@@ -328,22 +466,22 @@ def test_redis_restarted_without_persistence_loses_and_duplicates_nothing(
     started = time.monotonic()
     streamer = workers.streamer()
     workers.collector()
-    log = tmp_path / "import.log"
-    importer = start_import(servers.csv_path, workers.env, log, *IMPORT_OPTIONS)
+    importer, log = start_fault_import(servers, workers, tmp_path)
 
-    before = wait_for_chunks(servers.postgres, 10)
-    assert before < servers.rows // BATCH_SIZE, "the import finished before the fault"
+    wait_mid_stream(servers, 10)
     broker = servers.redis.client()
-    wait_for(lambda: broker.llen("collect") > 0, 60, what="queued chunks for the restart to lose")
-    queued = broker.llen("collect")
+    wait_for(
+        lambda: broker.llen(COLLECT_QUEUE) > 0, 60, what="queued chunks for the restart to lose"
+    )
+    queued = broker.llen(COLLECT_QUEUE)
     servers.redis.stop()
     servers.redis.start()
     cleared = time.monotonic()
-    assert servers.redis.client().llen("collect") == 0  # every queued message is gone
+    assert servers.redis.client().llen(COLLECT_QUEUE) == 0  # every queued message is gone
 
     recover = seconds_to_next_commit(servers.postgres, cleared)
     finish("redis-restart", servers, importer, log, started, recover, workers.workers)
-    republished = sum(int(n) for n in re.findall(r"republished=(\d+)", streamer.output()))
+    republished = chunks_republished([streamer])
     print(f"[redis-restart] queued_messages_lost={queued} chunks_republished={republished}")
     assert republished > 0, "nothing was published again"
 
@@ -354,11 +492,9 @@ def test_sigterm_to_every_worker_then_restart_loses_and_duplicates_nothing(
 ) -> None:
     started = time.monotonic()
     first = [workers.streamer(), workers.collector(), workers.collector()]
-    log = tmp_path / "import.log"
-    importer = start_import(servers.csv_path, workers.env, log, *IMPORT_OPTIONS)
+    importer, log = start_fault_import(servers, workers, tmp_path)
 
-    before = wait_for_chunks(servers.postgres, 10)
-    assert before < servers.rows // BATCH_SIZE, "the import finished before the fault"
+    wait_mid_stream(servers, 10)
     for worker in first:
         os.killpg(worker.process.pid, signal.SIGTERM)
     for worker in first:  # one signal each: a second one would cut the warm shutdown short
@@ -383,6 +519,100 @@ def test_sigterm_to_every_worker_then_restart_loses_and_duplicates_nothing(
     print(f"[sigterm-all-workers] exit_codes={codes} chunks_finished_after_sigterm={in_hand}")
 
 
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("role", ["collector", "streamer"])
+def test_worker_sigkilled_twice_mid_import_loses_and_duplicates_nothing(
+    servers: Servers, workers: WorkerFactory, tmp_path: Path, role: str
+) -> None:
+    started = time.monotonic()
+    starters = {"streamer": workers.streamer, "collector": workers.collector}
+    running = {name: start() for name, start in starters.items()}  # one of each
+    importer, log = start_fault_import(servers, workers, tmp_path)
+
+    doomed = running[role]
+    recoveries = []
+    for _ in range(2):
+        doomed, recovery = kill_and_replace(
+            servers, doomed, starters[role], drain=role == "streamer"
+        )
+        recoveries.append(recovery)
+
+    name = f"{role}-sigkill-twice"
+    slowest = max(recovery.recover_seconds for recovery in recoveries)
+    finish(name, servers, importer, log, started, slowest, workers.workers)
+    for number, recovery in enumerate(recoveries, 1):
+        print(f"[{name}] kill {number}: {recovery}")
+    print(f"[{name}] chunks_republished={chunks_republished(workers.workers)}")
+
+
+@pytest.mark.timeout(600)
+def test_poison_message_and_all_invalid_chunk_mid_import_are_each_handled_once(
+    servers: Servers, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    workers.streamer()
+    collector = workers.collector()
+    # The invalid chunk belongs to a source of its own, never ticked, so the import's own
+    # accounting (every row it read committed, none rejected) stays exact.
+    _manage(workers.env, "add_source", INVALID_ROWS_SOURCE, str(servers.csv_path), "--disabled")
+    postgres = servers.postgres
+    source_id = postgres.scalar(
+        "SELECT id FROM ingest_streamsource WHERE name = %s", [INVALID_ROWS_SOURCE]
+    )
+    invalid = spoiled_chunk(servers.csv_path, source_id)
+    importer, log = start_fault_import(servers, workers, tmp_path)
+
+    wait_mid_stream(servers, 10)
+    with Connection(servers.redis.url) as broker:
+        publish_chunk(POISON_MESSAGE, broker)
+        publish_chunk(invalid.to_payload(), broker)
+    injected = time.monotonic()
+    ledger_sql = "SELECT count(*) FROM ingest_ingestedchunk WHERE chunk_id = %s"
+
+    def both_handled() -> bool:
+        dead_lettered = postgres.scalar("SELECT count(*) FROM ingest_deadletter") > 0
+        return dead_lettered and postgres.scalar(ledger_sql, [invalid.chunk_id]) > 0
+
+    wait_for(both_handled, 120, what="the poison message and the invalid chunk to be handled")
+    handled_seconds = time.monotonic() - injected
+    assert committed_chunks(postgres) < servers.rows // BATCH_SIZE, "handled after the import"
+
+    finish("poison-and-invalid-chunk", servers, importer, log, started, None, workers.workers)
+    dead_letters = postgres.scalar(
+        "SELECT count(*) FROM ingest_deadletter"
+        " WHERE chunk_id = '' AND position('not a readable chunk' in reason) > 0"
+    )
+    rejected = postgres.scalar(
+        "SELECT count(*) FROM ingest_rejectedrow WHERE chunk_id = %s AND source_id = %s",
+        [invalid.chunk_id, source_id],
+    )
+    ledger_rows = postgres.scalar(
+        f"{ledger_sql} AND rows_committed = 0 AND rows_rejected = %s",
+        [invalid.chunk_id, invalid.line_count],
+    )
+    retried_chunks = postgres.scalar("SELECT count(*) FROM ingest_chunkattempt WHERE attempts > 1")
+    logged = collector.output()
+    poison_handled = logged.count("unreadable collect message dead-lettered")
+    invalid_handled = logged.count(
+        f"collect {invalid.chunk_id}: committed rows=0 rejected={invalid.line_count}"
+    )
+    print(
+        f"[poison-and-invalid-chunk] dead_letters={dead_letters} "
+        f"invalid_lines={invalid.line_count} rejected_rows={rejected} "
+        f"invalid_chunk_ledger_rows={ledger_rows} retried_chunks={retried_chunks} "
+        f"poison_handled={poison_handled} invalid_chunk_handled={invalid_handled} "
+        f"handled_seconds={handled_seconds:.1f}"
+    )
+    assert postgres.scalar("SELECT count(*) FROM ingest_deadletter") == dead_letters == 1
+    assert postgres.scalar("SELECT count(*) FROM ingest_rejectedrow") == rejected
+    assert rejected == invalid.line_count
+    assert ledger_rows == 1
+    assert retried_chunks == 0
+    assert (poison_handled, invalid_handled) == (1, 1), logged[-3000:]
+    assert "collect: chunk failed" not in logged
+    assert " retry: " not in logged  # Celery's line for a task sent back to retry
+
+
 @pytest.mark.timeout(900)
 def test_ten_streamers_ten_collectors_ten_shards_commit_every_row_once(
     servers: Servers, workers: WorkerFactory, tmp_path: Path
@@ -400,8 +630,7 @@ def test_ten_streamers_ten_collectors_ten_shards_commit_every_row_once(
         wait_for(partial(started_or_exited, worker), 240, what=f"{worker.role} to start")
         assert worker.process.poll() is None, worker.output()
     ready = time.monotonic()
-    log = tmp_path / "import.log"
-    importer = start_import(servers.csv_path, workers.env, log, *IMPORT_OPTIONS, "--shards", "10")
+    importer, log = start_fault_import(servers, workers, tmp_path, "--shards", "10")
 
     outcome = finish("10x10-shards", servers, importer, log, started, None, workers.workers)
     shards = servers.postgres.scalar(

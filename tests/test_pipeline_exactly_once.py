@@ -102,32 +102,6 @@ def test_the_same_collect_message_delivered_twice_writes_its_rows_once(
     assert IngestedChunk.objects.get().rows_committed == 100
 
 
-def test_collector_killed_twice_mid_import_loses_and_duplicates_nothing(
-    workers: WorkerFactory, pipeline_env: dict[str, str], tmp_path: Path
-) -> None:
-    csv_path = tmp_path / "big.csv"
-    rows = generate_csv(csv_path, hosts=25, gpus_per_host=8, metrics=10, timesteps=100)
-    assert rows == 200_000
-    workers.streamer()
-    collector = workers.collector()
-    log = tmp_path / "import.log"
-    importer = start_import(csv_path, pipeline_env, log, "--batch-size", "2000")
-
-    for kills in (1, 2):
-
-        def enough_committed(target: int = 15 * kills) -> bool:
-            return IngestedChunk.objects.count() >= target
-
-        wait_for(enough_committed, 120, what="some chunks to commit")
-        collector.kill()
-        collector = workers.collector()
-
-    output = finish_import(importer, log)
-    assert f"committed={rows} rejected=0" in output
-    assert sample_count() == rows
-    assert duplicate_samples() == 0
-
-
 @pytest.mark.parametrize("fault", ["streamer-after-record", "streamer-after-publish"])
 def test_streamer_killed_around_publishing_loses_and_duplicates_nothing(
     workers: WorkerFactory, pipeline_env: dict[str, str], tmp_path: Path, fault: str
