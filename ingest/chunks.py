@@ -1,9 +1,14 @@
 """The collect message: a run of raw CSV lines, compressed, with everything to commit it.
 
-The streamer only finds line boundaries; the collector parses. Raw lines compress about
-19x with zlib level 1 (``labels_raw`` repeats), which is what keeps Celery's per-byte costs
-(envelope, transport encoding, the un-acked store) small. Celery serialises the payload
-with msgpack, which carries bytes as bytes.
+The streamer only finds line boundaries; the collector parses. Raw lines compress well
+(``labels_raw`` repeats), which is what keeps Celery's per-byte costs (envelope, transport
+encoding, the un-acked store) small. Zstandard at level 1 was chosen by measurement on a
+5,000-line generated chunk: 24x smaller at 0.5 us per line to compress and 0.2 to
+decompress, where zlib level 1 gave 9x at 1.8 and 0.7. Celery serialises the payload with
+msgpack, which carries bytes as bytes.
+
+A message without a ``codec`` is zlib, as every chunk was before Zstandard: messages in
+flight during an upgrade and dead letters kept from before stay readable.
 """
 
 from __future__ import annotations
@@ -13,7 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import zstandard
+
 COMPRESSION_LEVEL = 1
+CODEC = "zstd"
+# A chunk is thousands of lines; a frame claiming more than this is not one of ours.
+MAX_CHUNK_BYTES = 1 << 30
 
 
 class PayloadError(ValueError):
@@ -38,7 +48,8 @@ class Chunk:
             "lines": self.line_count,
             "columns": list(self.columns),
             "stamp": self.stamp.isoformat() if self.stamp else None,
-            "data": zlib.compress(self.data, COMPRESSION_LEVEL),
+            "codec": CODEC,
+            "data": zstandard.ZstdCompressor(level=COMPRESSION_LEVEL).compress(self.data),
         }
 
     @classmethod
@@ -50,7 +61,7 @@ class Chunk:
             stamp = datetime.fromisoformat(stamp_text) if stamp_text is not None else None
             if stamp is not None and stamp.tzinfo is None:
                 raise PayloadError("chunk stamp has no time zone")
-            data = zlib.decompress(payload["data"])
+            data = _decompress(payload.get("codec"), payload["data"])
             chunk = cls(
                 chunk_id=str(payload["id"]),
                 source_id=_whole_number(payload["source"]),
@@ -62,7 +73,7 @@ class Chunk:
             )
         except PayloadError:
             raise
-        except (KeyError, TypeError, ValueError, zlib.error) as error:
+        except (KeyError, TypeError, ValueError, zlib.error, zstandard.ZstdError) as error:
             raise PayloadError(f"payload is not a readable chunk: {error!r}") from None
         if not chunk.chunk_id or len(chunk.chunk_id) > 100:
             raise PayloadError("chunk id is missing or too long")
@@ -74,3 +85,14 @@ def _whole_number(value: object) -> int:
     if type(value) is not int:
         raise ValueError(f"{value!r} is not a whole number")
     return value
+
+
+def _decompress(codec: object, data: bytes) -> bytes:
+    if codec is None:
+        return zlib.decompress(data)
+    if codec != CODEC:
+        raise ValueError(f"unknown codec {codec!r}")
+    size = zstandard.frame_content_size(data)
+    if not 0 <= size <= MAX_CHUNK_BYTES:
+        raise ValueError(f"frame content size {size} is unknown or too large")
+    return bytes(zstandard.ZstdDecompressor().decompress(data))

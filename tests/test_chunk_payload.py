@@ -10,9 +10,11 @@ from typing import Any
 
 import msgpack
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest import chunks
 from ingest.chunks import Chunk, PayloadError
 
 REFERENCE_CSV = Path(__file__).resolve().parent.parent / "data" / "dcgm_metrics_sample.csv"
@@ -149,15 +151,45 @@ def test_from_payload_rejects_an_empty_dict() -> None:
         Chunk.from_payload({})
 
 
-def test_from_payload_rejects_corrupt_zlib_data() -> None:
-    compressed = zlib.compress(b"some lines\n")
+def test_from_payload_rejects_corrupt_compressed_data() -> None:
+    compressed = good_payload()["data"]
     with pytest.raises(PayloadError, match="not a readable chunk"):
-        Chunk.from_payload(good_payload(data=compressed[:2] + b"garbage" + compressed[2:]))
+        Chunk.from_payload(good_payload(data=compressed[:6] + b"garbage" + compressed[6:]))
 
 
-def test_from_payload_rejects_truncated_zlib_data() -> None:
+def test_from_payload_rejects_truncated_compressed_data() -> None:
     with pytest.raises(PayloadError, match="not a readable chunk"):
-        Chunk.from_payload(good_payload(data=zlib.compress(b"some lines\n" * 50)[:-6]))
+        Chunk.from_payload(good_payload(data=good_payload()["data"][:-6]))
+
+
+def test_from_payload_rejects_an_unknown_codec() -> None:
+    with pytest.raises(PayloadError, match="unknown codec 'lzma'"):
+        Chunk.from_payload(good_payload(codec="lzma"))
+
+
+def test_from_payload_refuses_a_frame_claiming_more_than_a_chunk_can_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The frame's header claims its size: decompressing is refused before allocating it.
+    monkeypatch.setattr(chunks, "MAX_CHUNK_BYTES", 50)
+    frame = zstandard.ZstdCompressor().compress(b"x" * 100)
+    assert zstandard.frame_content_size(frame) == 100
+    with pytest.raises(PayloadError, match="too large"):
+        Chunk.from_payload(good_payload(data=frame))
+
+
+def test_reads_a_message_from_before_the_codec_field_as_zlib() -> None:
+    chunk = make_chunk()
+    legacy = {**chunk.to_payload(), "data": zlib.compress(chunk.data, 1)}
+    del legacy["codec"]
+    assert Chunk.from_payload(legacy) == chunk
+
+
+def test_from_payload_rejects_corrupt_legacy_zlib_data() -> None:
+    legacy = {**good_payload(), "data": zlib.compress(b"some lines\n")[:-3]}
+    del legacy["codec"]
+    with pytest.raises(PayloadError, match="not a readable chunk"):
+        Chunk.from_payload(legacy)
 
 
 def test_from_payload_rejects_uncompressed_data() -> None:
