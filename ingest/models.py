@@ -79,7 +79,8 @@ class Workload(models.Model):
 class Sample(models.Model):
     """One metric value of one GPU at one time.
 
-    On PostgreSQL the table is range-partitioned by day on ``timestamp`` and its primary key
+    On PostgreSQL the table is range-partitioned on ``timestamp`` (``PARTITION_DAYS`` days a
+    partition, ``ingest.partitions``) and its primary key
     is ``(id, timestamp)``; Django still treats ``id`` as the key (the admin needs a single
     column). The table is created by hand in the first migration for that reason.
     """
