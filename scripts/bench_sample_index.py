@@ -249,7 +249,7 @@ def explain(sql: str) -> str:
 
 def shape(node: dict[str, Any]) -> str:
     """The plan's nodes, with the index each scan used (named by its columns)."""
-    name = node["Node Type"]
+    name = str(node["Node Type"])
     if "Index Name" in node:
         # A partition's index is named after the partition: keep the part naming the columns.
         name += f" {PARTITION_PREFIX.sub('', node['Index Name'])}"
