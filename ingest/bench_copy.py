@@ -39,8 +39,6 @@ from ingest.dimensions import WorkloadKey
 from ingest.writer import COPY_BLOCK_BYTES, COPY_COLUMNS, copy_text
 
 CEILING_TABLE: Final = "bench_copy_sample"
-# Lines per parse and COPY call: the pipeline's default chunk size (import_csv --batch-size).
-LINES_PER_COPY: Final = 5000
 # How long the parent waits for the workers to connect before giving up.
 START_TIMEOUT_SECONDS: Final = 60.0
 
@@ -131,8 +129,9 @@ def truncate(dsn: str) -> None:
         connection.close()
 
 
-def measure(dsn: str, path: Path, processes: int) -> CopyResult:
-    """Parse and COPY the whole file with ``processes`` processes in parallel; time it.
+def measure(dsn: str, path: Path, processes: int, lines_per_copy: int) -> CopyResult:
+    """Parse and COPY the whole file with ``processes`` processes in parallel, in runs of
+    ``lines_per_copy`` lines (the pipeline's chunk size); time it.
 
     Each worker connects first and waits at a barrier with the parent, so the time measured
     is the parallel phase alone: reading, parsing, COPY and commit, not process start-up.
@@ -144,7 +143,7 @@ def measure(dsn: str, path: Path, processes: int) -> CopyResult:
     workers = [
         context.Process(
             target=_copy_share,
-            args=(dsn, path, share, layout.names, barrier, results),
+            args=(dsn, path, share, layout.names, lines_per_copy, barrier, results),
             name=f"bench-copy-{index}",
         )
         for index, share in enumerate(shares)
@@ -173,6 +172,7 @@ def _copy_share(
     path: Path,
     share: Share,
     names: tuple[str, ...],
+    lines_per_copy: int,
     barrier: Barrier,
     results: multiprocessing.SimpleQueue[tuple[int, int, str]],
 ) -> None:
@@ -190,7 +190,7 @@ def _copy_share(
             position = share.start
             first_line = share.first_line
             while position < share.end:
-                lines = list(itertools.islice(handle, LINES_PER_COPY))
+                lines = list(itertools.islice(handle, lines_per_copy))
                 if not lines:
                     break
                 data = b"".join(lines)

@@ -203,6 +203,12 @@ class Command(BaseCommand):
         parser.add_argument("--collectors", type=int, default=DEFAULT_COLLECTORS)
         parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
         parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=BATCH_SIZE,
+            help=f"Lines per chunk, for the pipeline and the ceiling (default {BATCH_SIZE}).",
+        )
+        parser.add_argument(
             "--max-outstanding",
             type=int,
             help="MAX_OUTSTANDING_CHUNKS for the workers (default: the project's).",
@@ -218,7 +224,7 @@ class Command(BaseCommand):
         streamers: int = options["streamers"]
         collectors: int = options["collectors"]
         runs: int = options["runs"]
-        for name in ("rows", "streamers", "collectors", "runs"):
+        for name in ("rows", "streamers", "collectors", "runs", "batch_size"):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         env = self._child_environment(options)
@@ -239,7 +245,7 @@ class Command(BaseCommand):
             try:
                 for run in range(1, runs + 1):
                     bench_copy.truncate(BENCH_DSN)
-                    copy = bench_copy.measure(BENCH_DSN, csv_path, cores)
+                    copy = bench_copy.measure(BENCH_DSN, csv_path, cores, options["batch_size"])
                     if copy.rows != rows or copy.rejected:
                         raise CommandError(
                             f"ceiling run {run}: {copy.rows} rows COPYed, {copy.rejected} "
@@ -247,7 +253,16 @@ class Command(BaseCommand):
                         )
                     copies.append(copy)
                     pipeline = self._pipeline_run(
-                        run, csv_path, rows, streamers, collectors, env, broker, usage, work
+                        run,
+                        csv_path,
+                        rows,
+                        streamers,
+                        collectors,
+                        env,
+                        broker,
+                        usage,
+                        work,
+                        options["batch_size"],
                     )
                     pipelines.append(pipeline)
                     self.stdout.write(
@@ -339,6 +354,7 @@ class Command(BaseCommand):
         broker: redis.Redis,
         usage: ProcessUsage,
         work: Path,
+        batch_size: int,
     ) -> PipelineResult:
         """Empty tables and broker, start workers, import the file, read the ledger."""
         _truncate_ingest_tables()
@@ -371,7 +387,7 @@ class Command(BaseCommand):
                         "import_csv",
                         str(csv_path),
                         "--batch-size",
-                        str(BATCH_SIZE),
+                        str(batch_size),
                         "--tick",
                         str(TICK_SECONDS),
                         "--no-progress",
