@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Avg, Count, Max, Min, QuerySet
+from django.db.models import Avg, Count, Max, Min, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -37,14 +37,18 @@ from api.params import (
     reject_empty,
 )
 from api.serializers import (
-    AggregateSerializer,
+    GPU_COLUMNS,
+    SAMPLE_COLUMNS,
     GpuSerializer,
     HealthSerializer,
     HostSerializer,
-    LatestSerializer,
     MetricSerializer,
-    SampleSerializer,
     StatsSerializer,
+    bucket_rows,
+    gpu_rows,
+    latest_rows,
+    rfc3339,
+    sample_rows,
 )
 from ingest.models import Gpu, Metric, Sample, Tally
 from ingest.queues import check_broker
@@ -108,6 +112,17 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
     lookup_field = "uuid"
     lookup_value_regex = "[^/]+"
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        gpus = self.filter_queryset(self.get_queryset()).values_list(*GPU_COLUMNS)
+        # The class's pagination_class, instantiated here with its own type for the checker.
+        paginator = CountedPagination()
+        page = paginator.paginate_queryset(gpus, request, self)
+        return paginator.get_paginated_response(gpu_rows(page))
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        row = get_object_or_404(self.get_queryset().values_list(*GPU_COLUMNS), uuid=kwargs["uuid"])
+        return Response(gpu_rows([row])[0])
+
     def gpu(self) -> Gpu:
         # DRF's get_object_or_404 also turns a uuid the database cannot hold (a NUL) into 404.
         return get_object_or_404(Gpu.objects.filter(sample_count__gt=0), uuid=self.kwargs["uuid"])
@@ -117,10 +132,10 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
     def telemetry(self, request: Request, uuid: str) -> Response:
         gpu = self.gpu()
         params = validated(TimeRangeParams, request)
-        samples = samples_of(gpu, params).select_related("metric", "workload")
+        samples = samples_of(gpu, params).order_by("timestamp", "id")
         paginator = UncountedPagination()
-        page = paginator.paginate_queryset(samples.order_by("timestamp", "id"), request, self)
-        return paginator.get_paginated_response(SampleSerializer(page, many=True).data)
+        page = paginator.paginate_queryset(samples, request, self, columns=SAMPLE_COLUMNS)
+        return paginator.get_paginated_response(sample_rows(page))
 
     @schema.aggregate
     @action(
@@ -136,41 +151,39 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         start, end = default_range(params, gpu.last_seen or timezone.now())
         check_bucket_count(start, end, params["bucket"])
         params.update(start_time=start, end_time=end)
-        names = dict(Metric.objects.values_list("id", "name"))
         rows = (
             samples_of(gpu, params)
             .annotate(bucket_start=TimeBucket("timestamp", params["bucket"]))
-            .values("metric_id", "bucket_start")
+            .values_list("metric__name", "bucket_start")
             .annotate(count=Count("id"), avg=Avg("value"), min=Min("value"), max=Max("value"))
-            .order_by("metric_id", "bucket_start")
+            .order_by()
         )
-        buckets = [{**row, "metric": names[row["metric_id"]]} for row in rows]
         body = {
             "uuid": gpu.uuid,
             "bucket": f"{int(params['bucket'].total_seconds())}s",
-            "start_time": start,
-            "end_time": end,
-            "buckets": sorted(buckets, key=lambda b: (b["metric"], b["bucket_start"])),
+            "start_time": rfc3339(start),
+            "end_time": rfc3339(end),
+            # Sorted here, not by the database, whose collation may order names differently
+            # from the code-point order the API has always used.
+            "buckets": bucket_rows(sorted(rows)),
         }
-        return Response(AggregateSerializer(body).data)
+        return Response(body)
 
     @schema.latest
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def latest(self, request: Request, uuid: str) -> Response:
         gpu = self.gpu()
-        latest = []
-        # One indexed probe per metric (backwards on (gpu, timestamp)): a handful of rows
-        # read per metric, where DISTINCT ON would read all of the GPU's history.
-        for metric in Metric.objects.order_by("name"):
-            sample = (
-                Sample.objects.filter(gpu_id=gpu.pk, metric_id=metric.pk)
-                .order_by("-timestamp", "-id")
-                .values("timestamp", "value")
-                .first()
-            )
-            if sample is not None:
-                latest.append({"metric": metric.name, **sample})
-        return Response(LatestSerializer(latest, many=True).data)
+        # One query over the metric list with a backwards index probe per metric (on
+        # (gpu, timestamp), stopping at the metric's newest sample): a handful of rows read
+        # per metric, where DISTINCT ON would read all of the GPU's history.
+        newest = Sample.objects.filter(gpu_id=gpu.pk, metric_id=OuterRef("pk")).order_by(
+            "-timestamp", "-id"
+        )
+        rows = Metric.objects.annotate(
+            newest_timestamp=Subquery(newest.values("timestamp")[:1]),
+            newest_value=Subquery(newest.values("value")[:1]),
+        ).values_list("name", "newest_timestamp", "newest_value")
+        return Response(latest_rows(rows.order_by("name")))
 
 
 @extend_schema_view(list=extend_schema(responses=schema.responses(HostSerializer(many=True), 400)))
