@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Window
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -61,6 +61,23 @@ class CountedPagination(LimitOffsetPagination):
         limit, offset = self.read_page(request, queryset)
         self.count = self.get_count(queryset)
         return list(queryset[offset : offset + limit])
+
+    def paginate_with_total(self, rows: QuerySet[Any], request: Request) -> list[tuple[Any, ...]]:
+        """A page of ``values_list`` tuples, the total counted by the same query.
+
+        ``COUNT(*) OVER ()`` rides along with the page: one scan instead of a COUNT and a
+        page, and the planner can walk an index in page order rather than read the whole
+        table twice (the GPU table's counter rows are rewritten by every chunk, so between
+        vacuums most of its pages hold dead versions). A page past the end carries no
+        total, so only then is it counted apart.
+        """
+        limit, offset = self.read_page(request, rows)
+        page = list(rows.annotate(total=Window(Count("*")))[offset : offset + limit])
+        if page:
+            self.count = page[0][-1]
+        else:
+            self.count = self.get_count(rows) if offset else 0
+        return [row[:-1] for row in page]
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         described = super().get_paginated_response_schema(schema)

@@ -116,7 +116,7 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         gpus = self.filter_queryset(self.get_queryset()).values_list(*GPU_COLUMNS)
         # The class's pagination_class, instantiated here with its own type for the checker.
         paginator = CountedPagination()
-        page = paginator.paginate_queryset(gpus, request, self)
+        page = paginator.paginate_with_total(gpus, request)
         return paginator.get_paginated_response(gpu_rows(page))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -125,7 +125,9 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
 
     def gpu(self) -> Gpu:
         # DRF's get_object_or_404 also turns a uuid the database cannot hold (a NUL) into 404.
-        return get_object_or_404(Gpu.objects.filter(sample_count__gt=0), uuid=self.kwargs["uuid"])
+        # Only what the sample endpoints use: not the labels, whose JSON would be decoded.
+        gpus = Gpu.objects.filter(sample_count__gt=0).only("id", "uuid", "last_seen")
+        return get_object_or_404(gpus, uuid=self.kwargs["uuid"])
 
     @schema.telemetry
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)

@@ -59,20 +59,30 @@ def test_the_generated_data_went_through_the_collector(generated_data: Loaded) -
 
 
 @pytest.mark.parametrize("limit", [1, 1000])
-def test_gpu_list_costs_a_count_and_a_page_whatever_the_page_size(
+def test_gpu_list_costs_one_query_whatever_the_page_size(
     api: Client, django_assert_num_queries: DjangoAssertNumQueries, limit: int
 ) -> None:
-    # 1: COUNT of GPUs with telemetry; 2: the page of GPUs.
-    with django_assert_num_queries(2):
+    # 1: the page of GPUs with telemetry, their total counted alongside (COUNT(*) OVER ()).
+    with django_assert_num_queries(1):
         get_ok(api, f"/api/v1/gpus?limit={limit}")
 
 
-def test_filtered_gpu_list_costs_a_count_and_a_page(
+def test_filtered_gpu_list_costs_one_query(
     api: Client, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
-    # 1: COUNT of the host's GPUs; 2: the page of them.
-    with django_assert_num_queries(2):
+    # 1: the page of the host's GPUs with their total.
+    with django_assert_num_queries(1):
         get_ok(api, "/api/v1/gpus?hostname=mtv5-dgx1-hgpu-001&model=NVIDIA+L40S")
+
+
+def test_a_gpu_page_past_the_end_counts_apart(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    # 1: the (empty) page, which carries no total; 2: COUNT of GPUs with telemetry.
+    with django_assert_num_queries(2):
+        response = api.get("/api/v1/gpus?offset=100000")
+    body = response.json()
+    assert (body["count"], body["next"], body["results"]) == (PLANNER_SPEC.gpu_count, None, [])
 
 
 @pytest.mark.parametrize("limit", [1, 1000])
