@@ -262,70 +262,73 @@ def read_line_runs(
 
     ``stream`` must be positioned at ``position``; reading stops at ``end`` (a line start) or
     at the end of the file, where a last line without a newline still counts as a line.
+    Each byte is copied once into its run and scanned once for newlines: on these machines
+    memory bandwidth, not Python, is what a streamer's reading costs.
     """
-    pending = b""
-    pending_start = position
-    exhausted = False
+    blocks = _Blocks(stream, position, end)
     for _ in range(max_runs):
-        run_bytes = bytearray()
+        run_start = blocks.offset
+        parts: list[bytes] = []
         line_count = 0
-        while line_count < max_lines and len(run_bytes) < MAX_CHUNK_BYTES:
-            if not pending:
-                if exhausted:
-                    break
-                limit = BLOCK_SIZE if end is None else min(BLOCK_SIZE, end - pending_start)
-                pending = stream.read(limit) if limit > 0 else b""
-                if not pending:
-                    exhausted = True
-                    break
-            cut = _nth_newline_end(pending, max_lines - line_count)
-            if cut is None:
-                run_bytes += pending
-                line_count += pending.count(b"\n")
-                pending_start += len(pending)
-                pending = b""
-            else:
-                run_bytes += pending[:cut]
-                line_count = max_lines
-                pending_start += cut
-                pending = pending[cut:]
-        if exhausted and run_bytes and not run_bytes.endswith(b"\n"):
-            line_count += 1  # the file's last line has no newline
-        elif run_bytes and not run_bytes.endswith(b"\n"):
-            # Stopped on the byte cap mid-line: finish that line before ending the run.
-            while True:
-                if not pending:
-                    limit = BLOCK_SIZE if end is None else min(BLOCK_SIZE, end - pending_start)
-                    pending = stream.read(limit) if limit > 0 else b""
-                    if not pending:
-                        line_count += 1
-                        exhausted = True
-                        break
-                newline = pending.find(b"\n")
-                if newline == -1:
-                    run_bytes += pending
-                    pending_start += len(pending)
-                    pending = b""
-                    continue
-                run_bytes += pending[: newline + 1]
-                pending_start += newline + 1
-                pending = pending[newline + 1 :]
-                line_count += 1
+        size = 0
+        # Whole lines until the line count or the byte cap is reached...
+        while line_count < max_lines and size < MAX_CHUNK_BYTES and blocks.fill():
+            cut, found = blocks.find_newlines(max_lines - line_count)
+            parts.append(blocks.take(cut))
+            line_count += found
+            size += len(parts[-1])
+        # ...and the rest of a line cut by the byte cap or by the end of the file.
+        while parts and not parts[-1].endswith(b"\n"):
+            if not blocks.fill():
+                line_count += 1  # the file's last line has no newline
                 break
-        if not run_bytes:
+            cut, found = blocks.find_newlines(1)
+            parts.append(blocks.take(cut))
+            line_count += found
+        if not parts:
             return
-        run_start = pending_start - len(run_bytes)
-        yield LineRun(run_start, pending_start, line_count), bytes(run_bytes)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        yield LineRun(run_start, blocks.offset, line_count), data
 
 
-def _nth_newline_end(block: bytes, n: int) -> int | None:
-    """The offset just past the n-th newline in ``block``, or None if it has fewer."""
-    if block.count(b"\n") < n:
-        return None
-    index = -1
-    for _ in range(n):
-        index = block.find(b"\n", index + 1)
-    return index + 1
+class _Blocks:
+    """The stream read in large blocks, consumed from the front without copying the rest."""
+
+    def __init__(self, stream: IO[bytes], position: int, end: int | None) -> None:
+        self.stream = stream
+        self.end = end
+        self.block = b""
+        self.at = 0  # first unconsumed byte of ``block``
+        self.offset = position  # file offset of ``block[at]``
+        self.read_to = position  # file offset just past ``block``
+
+    def fill(self) -> bool:
+        """Make sure unconsumed bytes are at hand; False at the end of the range."""
+        if self.at < len(self.block):
+            return True
+        limit = BLOCK_SIZE if self.end is None else min(BLOCK_SIZE, self.end - self.read_to)
+        self.block = self.stream.read(limit) if limit > 0 else b""
+        self.at = 0
+        self.read_to += len(self.block)
+        return bool(self.block)
+
+    def find_newlines(self, wanted: int) -> tuple[int, int]:
+        """(end, lines): just past the ``wanted``-th newline from ``at``, or the block's end
+        and how many newlines it holds."""
+        block, index = self.block, self.at - 1
+        for found in range(wanted):
+            index = block.find(b"\n", index + 1)
+            if index == -1:
+                return len(block), found
+        return index + 1, wanted
+
+    def take(self, cut: int) -> bytes:
+        """The unconsumed bytes up to ``cut``, consumed."""
+        whole = self.at == 0 and cut == len(self.block)
+        piece = self.block if whole else self.block[self.at : cut]
+        self.offset += cut - self.at
+        self.at = cut
+        return piece
 
 
 def read_range(location: str, start: int, end: int) -> bytes:

@@ -61,7 +61,7 @@ DEFAULT_RUNS: Final = 3
 # import has one cursor and only one streamer can hold its lock at a time.
 DEFAULT_STREAMERS: Final = 1
 DEFAULT_COLLECTORS: Final = 2
-BATCH_SIZE: Final = 5000
+BATCH_SIZE: Final = 10_000
 TICK_SECONDS: Final = 0.2
 
 WORKER_START_TIMEOUT_SECONDS: Final = 60.0
