@@ -8,7 +8,7 @@ class IngestConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from ingest import signals  # noqa: F401  (connects the schedule sync)
+        from ingest import signals, worker_memory  # noqa: F401  (they connect signals)
 
 
 def ingest_tables() -> list[str]:
