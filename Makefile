@@ -130,7 +130,7 @@ logs:  ## follow the stack's logs: make logs SERVICE=collector
 # ROWS is shared with explain-api, whose default above is larger: bench has its own default,
 # used unless ROWS is given on the command line or in the environment.
 BENCH_ROWS = $(if $(filter file,$(origin ROWS)),1000000,$(ROWS))
-bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=2
+bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=3
 	DJANGO_DEBUG=1 $(PY) manage.py bench_pipeline --rows $(BENCH_ROWS) \
 		$(if $(STREAMERS),--streamers $(STREAMERS)) $(if $(COLLECTORS),--collectors $(COLLECTORS)) $(ARGS)
 
