@@ -200,12 +200,11 @@ def _copy_share(
                 parsed = parse_lines(data, layout, first_line)
                 first_line += data.count(b"\n")
                 rejected += len(parsed.rejected)
-                workloads = (dimensions.workload_key(gpu) for gpu in parsed.gpus)
                 batch = sample_batch(
                     parsed,
                     _local_ids(gpu_ids, (gpu.uuid for gpu in parsed.gpus)),
                     _local_ids(metric_ids, parsed.metrics),
-                    _local_ids(workload_ids, (key for key in workloads if key is not None)),
+                    _local_ids(workload_ids, dimensions.workload_keys(parsed.gpus)),
                     None,
                 )
                 cursor.copy_expert(

@@ -112,13 +112,11 @@ def sample_batch(
 
 
 def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
-    workload_keys = {dimensions.workload_key(gpu) for gpu in parsed.gpus}
-    workload_keys.discard(None)
     batch = sample_batch(
         parsed,
         dimensions.gpu_ids(parsed.gpus),
         dimensions.metric_ids(parsed.metrics),
-        dimensions.workload_ids(key for key in workload_keys if key is not None),
+        dimensions.workload_ids(dimensions.workload_keys(parsed.gpus)),
         chunk.stamp,
     )
     used_times = set(batch.time_of_row)

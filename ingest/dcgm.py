@@ -71,7 +71,9 @@ class ColumnLayout:
     pod: int | None
     namespace: int | None
     labels: int | None
-    limited_fields: tuple[tuple[str, int, int], ...]  # (name, position, width) to check
+    # (name, position, width) of the GPU and workload fields to check; the metric name's
+    # width is checked with the metric.
+    gpu_field_limits: tuple[tuple[str, int, int], ...]
 
     @classmethod
     def from_names(cls, names: list[str] | tuple[str, ...]) -> ColumnLayout:
@@ -99,10 +101,10 @@ class ColumnLayout:
             pod=position.get("pod"),
             namespace=position.get("namespace"),
             labels=position.get("labels_raw"),
-            limited_fields=tuple(
+            gpu_field_limits=tuple(
                 (name, position[name], width)
                 for name, width in MAX_FIELD_CHARS.items()
-                if name in position
+                if name in position and name != "metric_name"
             ),
         )
 
@@ -275,8 +277,7 @@ def _parse_clean_chunk(data: bytes, layout: ColumnLayout, first_line: int) -> Pa
         builder.add_records(records())
     except (csv.Error, _NotOneRecordPerLineError):
         return None
-    if builder.lines_seen != len(lines):
-        return None
+    # Every record was exactly its own line, so every line is now a row or a rejection.
     return builder.finish(lambda line_number: lines[line_number - first_line].encode())
 
 
@@ -316,7 +317,6 @@ class _ChunkBuilder:
         self.parsed = ParsedChunk()
         self.errors: list[str] = []
         self.rejections: list[tuple[int, str]] = []
-        self.lines_seen = 0
         positions = [layout.uuid, layout.gpu_index, layout.device, layout.model, layout.hostname]
         positions += [p for p in (layout.namespace, layout.pod, layout.container) if p is not None]
         self.gpu_key = operator.itemgetter(*positions)
@@ -326,7 +326,6 @@ class _ChunkBuilder:
 
     def reject(self, line_number: int, reason: str) -> None:
         self.rejections.append((line_number, reason))
-        self.lines_seen += 1
 
     def add_records(self, records: Iterable[tuple[int, list[str]]]) -> None:
         """Add each (line number, fields) as a row, or reject it with its reason."""
@@ -342,7 +341,6 @@ class _ChunkBuilder:
         )
         add_value, add_line = parsed.values.append, parsed.line_of_row.append
         isfinite = math.isfinite
-        rows_before = len(parsed.values)
         # Locals and no call per row but for new names: this loop runs for every sample.
         for line_number, fields in records:
             try:
@@ -379,7 +377,6 @@ class _ChunkBuilder:
             add_time(time)
             add_value(value)
             add_line(line_number)
-        self.lines_seen += len(parsed.values) - rows_before
 
     def _invalid(self, reason: str) -> int:
         self.errors.append(reason)
@@ -428,8 +425,8 @@ class _ChunkBuilder:
 
 
 def _gpu_fields(fields: list[str], layout: ColumnLayout) -> GpuFields:
-    for name, index, width in layout.limited_fields:
-        if name != "metric_name" and len(fields[index]) > width:
+    for name, index, width in layout.gpu_field_limits:
+        if len(fields[index]) > width:
             raise _RowError(_too_long(name))
     uuid = fields[layout.uuid].strip()
     if not uuid:

@@ -27,6 +27,11 @@ def workload_key(gpu: GpuFields) -> WorkloadKey | None:
     return (gpu.namespace, gpu.pod, gpu.container)
 
 
+def workload_keys(gpus: Iterable[GpuFields]) -> set[WorkloadKey]:
+    """The workloads the GPUs' rows name (most DCGM rows name none)."""
+    return {key for gpu in gpus if (key := workload_key(gpu)) is not None}
+
+
 def metric_ids(names: Iterable[str]) -> dict[str, int]:
     missing = set(names) - _metric_ids.keys()
     if missing:

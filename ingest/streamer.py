@@ -30,7 +30,7 @@ from ingest.models import (
     StreamSource,
     chunk_id_for,
 )
-from ingest.queues import COLLECT_QUEUE, publish_chunk, queue_depth
+from ingest.queues import COLLECT_QUEUE, pooled_connection, publish_chunk, queue_depth
 from ingest.reader import (
     SourceError,
     open_at,
@@ -151,10 +151,7 @@ class _Planned:
 
 def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> None:
     now = timezone.now()
-    # A pooled broker connection: a new one each tick cost the streamer a fifth of its time.
-    # (celery-types calls app.pool a ProducerPool; Celery's app.pool hands out Connections.)
-    pool: Any = app.pool
-    with pool.acquire(block=True) as broker:
+    with pooled_connection() as broker:
         with transaction.atomic():
             cursor = (
                 StreamCursor.objects.select_for_update(skip_locked=True)
