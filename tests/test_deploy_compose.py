@@ -3,9 +3,10 @@
 There is no Docker engine here, so the compose file is checked by the real Docker Compose v2
 binary (`config`, which parses, interpolates and validates it) and its parsed model; the image
 cannot be built, so the Dockerfile is held to what the tests exercise: the same
-docker/entrypoint.sh, run here against the test database and broker (migrate, web, a
-collector with its heartbeat, check, collectstatic), with the same settings variables as the
-containers. A missing tool fails these tests: `make deploy-tools` installs it.
+docker/entrypoint.sh, run with each service's environment from the parsed model (with
+recording stand-ins for the programs it starts), and run for real against the test database
+and broker (migrate, web, a collector with its heartbeat, check, collectstatic). A missing
+tool fails these tests: `make deploy-tools` installs it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 import psycopg2  # type: ignore[import-untyped]
 import pytest
 from django.conf import settings
+
+from tests.support.entrypoint import EntrypointRun, run_entrypoint
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -143,11 +146,30 @@ def test_workers_scale_and_beat_does_not(services: dict[str, Service]) -> None:
     assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8000", 8000)
 
 
-def test_workers_consume_their_queues(services: dict[str, Service]) -> None:
-    for name, queue in [("streamer", "stream"), ("collector", "collect")]:
-        command = entrypoint_dry_run(services[name]["command"], services[name]["environment"])
-        assert command[:4] == ["celery", "-A", "telemetry_project", "worker"]
-        assert [a for a in command if a.startswith(("-Q", "--queues"))] == [f"--queues={queue}"]
+def test_services_start_roles_without_options(services: dict[str, Service]) -> None:
+    """A role's shape is its environment: no service passes Celery or gunicorn options."""
+    for name in LONG_RUNNING:
+        assert services[name]["command"] == [name]
+
+
+@pytest.mark.parametrize(("name", "queue"), [("streamer", "stream"), ("collector", "collect")])
+def test_workers_consume_their_queues_in_the_solo_pool(
+    services: dict[str, Service], tmp_path: Path, name: str, queue: str
+) -> None:
+    started = start_service(services[name], tmp_path)
+    assert started.command[:4] == ["celery", "-A", "telemetry_project", "worker"]
+    assert started.option("--queues") == queue
+    assert started.option("--pool") == "solo"
+    assert "--concurrency" not in started.command
+
+
+def test_the_worker_pool_is_chosen_in_env(tmp_path: Path) -> None:
+    tuned = parsed_config(WORKER_POOL="threads", WORKER_CONCURRENCY="8")["services"]
+    for name in ("streamer", "collector"):
+        started = start_service(tuned[name], tmp_path / name)
+        assert started.option("--pool") == "threads"
+        assert started.option("--concurrency") == "8"
+    assert "WORKER_POOL" not in tuned["web"]["environment"]  # the workers' own settings
 
 
 def test_flower_is_optional_behind_a_profile() -> None:
@@ -234,19 +256,14 @@ def test_the_scripts_are_executable() -> None:
 # --- The entrypoint, run here as a container would run it ---------------------------------
 
 
-def entrypoint_dry_run(command: list[str], environment: dict[str, str]) -> list[str]:
-    result = subprocess.run(
-        [str(ENTRYPOINT), *command],
-        env={"PATH": os.environ["PATH"], **environment, "ENTRYPOINT_DRY_RUN": "1"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return result.stdout.splitlines()
+def start_service(service: Service, tmp_path: Path) -> EntrypointRun:
+    """What the entrypoint starts for ``service``, given its command and environment."""
+    started = run_entrypoint(tmp_path, *service["command"], env=service["environment"])
+    assert started.returncode == 0, started.stderr
+    return started
 
 
-def test_each_app_service_starts_a_known_role(services: dict[str, Service]) -> None:
+def test_each_app_service_starts_a_known_role(services: dict[str, Service], tmp_path: Path) -> None:
     expected = {
         "migrate": ["python", "manage.py", "migrate", "--noinput"],
         "sample-source": ["python", "manage.py", "add_source", "sample"],
@@ -256,7 +273,7 @@ def test_each_app_service_starts_a_known_role(services: dict[str, Service]) -> N
         "collector": ["celery", "-A", "telemetry_project", "worker"],
     }
     for name, start in expected.items():
-        command = entrypoint_dry_run(services[name]["command"], services[name]["environment"])
+        command = start_service(services[name], tmp_path / name).command
         assert command[: len(start)] == start, name
 
 
@@ -301,7 +318,7 @@ def container_env(fresh_database: str, tmp_path_factory: pytest.TempPathFactory)
     return env
 
 
-def run_entrypoint(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_for_real(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -309,22 +326,22 @@ def run_entrypoint(env: dict[str, str], *args: str) -> subprocess.CompletedProce
 
 @pytest.fixture(scope="module")
 def migrated(container_env: dict[str, str]) -> dict[str, str]:
-    result = run_entrypoint(container_env, "migrate")
+    result = run_for_real(container_env, "migrate")
     assert result.returncode == 0, result.stdout + result.stderr
     return container_env
 
 
 @pytest.mark.integration
 def test_the_migrate_role_brings_a_fresh_database_up_to_date(migrated: dict[str, str]) -> None:
-    result = run_entrypoint(migrated, "manage", "migrate", "--check")
+    result = run_for_real(migrated, "manage", "migrate", "--check")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.integration
 def test_the_check_and_collectstatic_roles_pass(migrated: dict[str, str]) -> None:
-    check = run_entrypoint(migrated, "check")
+    check = run_for_real(migrated, "check")
     assert check.returncode == 0, check.stdout + check.stderr
-    collect = run_entrypoint(migrated, "collectstatic", "--dry-run")
+    collect = run_for_real(migrated, "collectstatic", "--dry-run")
     assert collect.returncode == 0, collect.stdout + collect.stderr
     assert "static files copied" in collect.stdout
     assert "admin/css/base.css" in collect.stdout  # the chart's web liveness probe fetches it
@@ -419,7 +436,7 @@ def test_a_solo_collector_keeps_its_heartbeat_fresh_while_idle(
     run_dir = tmp_path / "run"
     env = {**migrated, "TELEMETRY_RUN_DIR": str(run_dir), "WORKER_HEARTBEAT_INTERVAL": "0.5"}
     heartbeat = run_dir / "worker-heartbeat"
-    collector = Started(env, tmp_path / "collector.log", "collector", "--queues=collect")
+    collector = Started(env, tmp_path / "collector.log", "collector")
     try:
         wait_for(lambda: heartbeat.exists() or not collector.alive(), 60, "the first heartbeat")
         assert collector.alive(), collector.output()
@@ -440,8 +457,8 @@ def test_a_solo_collector_keeps_its_heartbeat_fresh_while_idle(
 def test_a_threads_pool_collector_answers_the_ping_probe(
     migrated: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**migrated, "TELEMETRY_RUN_DIR": str(tmp_path / "run")}
-    collector = Started(env, tmp_path / "collector.log", "collector", "--pool=threads")
+    env = {**migrated, "TELEMETRY_RUN_DIR": str(tmp_path / "run"), "WORKER_POOL": "threads"}
+    collector = Started(env, tmp_path / "collector.log", "collector")
     try:
         wait_for(lambda: "ready." in collector.output() or not collector.alive(), 60, "ready")
         assert collector.alive(), collector.output()

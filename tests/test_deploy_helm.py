@@ -2,16 +2,21 @@
 
 No cluster is needed: every values file is linted and rendered, every rendered manifest is
 validated against the Kubernetes 1.30 and 1.35 schemas, and the rules a schema cannot see
-(autoscalers, beat, queues, secrets, CSV sources, the KEDA custom resources) are checked on
-the rendered objects. A missing tool fails these tests: `make deploy-tools` installs them.
+(autoscalers, beat, queues, secrets, CSV sources, disruption budgets, probes, the KEDA custom
+resources) are checked on the rendered objects. A worker container's environment is handed to
+docker/entrypoint.sh (with recording stand-ins for the programs it starts) to check the
+command it would run. The chart's README must match what `make chart-readme` generates from
+the values. A missing tool fails these tests: `make deploy-tools` installs them.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +27,7 @@ import pytest
 import yaml
 
 from ingest.models import stream_queue_for_site
+from tests.support.entrypoint import run_entrypoint
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "telemetry-pipeline"
@@ -31,6 +37,10 @@ KUBERNETES_VALIDATE = VENV_BIN / "kubernetes-validate"
 VALUES_FILES = ["values.yaml", "values-all-in-one.yaml", "values-central.yaml", "values-edge.yaml"]
 KUBERNETES_VERSIONS = ["1.30.0", "1.35.0"]
 WORKERS = {"streamer", "collector"}
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+PROBE_TIMINGS = ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold")
+# Celery worker options the chart must never pass: the entrypoint reads them from environment.
+WORKER_OPTIONS = re.compile(r"^(-[QPnc]|--(queues|pool|hostname|concurrency))")
 ONE_MIB = 1024 * 1024
 
 Manifest = dict[str, Any]
@@ -87,6 +97,22 @@ def containers(manifest: Manifest) -> list[dict[str, Any]]:
     return [*pod.get("initContainers", []), *pod["containers"]]
 
 
+def main_container(manifest: Manifest) -> dict[str, Any]:
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def container_environment(manifests: list[Manifest], container: dict[str, Any]) -> dict[str, str]:
+    """The variables a container is given as values: its ConfigMaps' data, then its own env."""
+    config_maps = of_kind(manifests, "ConfigMap")
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        environment.update(config_maps[source["configMapRef"]["name"]]["data"])
+    environment.update({item["name"]: item["value"] for item in container.get("env", [])
+                        if "value" in item})  # fmt: skip
+    return environment
+
+
 def walk_strings(node: object) -> Iterator[str]:
     if isinstance(node, str):
         yield node
@@ -138,21 +164,12 @@ def test_every_rendered_manifest_passes_kubernetes_validate_strict(
 
 
 def value_paths(node: object, prefix: str = "") -> Iterator[str]:
-    """Leaf paths of the values (a list, or an empty or free-form map, is one leaf)."""
-    if isinstance(node, dict) and node and prefix not in FREE_FORM_MAPS:
+    """Leaf paths of the values (a list, or an empty map, is one leaf)."""
+    if isinstance(node, dict) and node:
         for key, value in node.items():
             yield from value_paths(value, f"{prefix}.{key}" if prefix else key)
     else:
         yield prefix
-
-
-FREE_FORM_MAPS = {
-    "podSecurityContext",
-    "containerSecurityContext",
-    *(f"{role}.resources" for role in ("web", "beat", "streamer", "collector", "migrations")),
-    "postgresql.resources",
-    "redis.resources",
-}
 
 
 def test_every_value_is_documented_with_a_param_comment() -> None:
@@ -178,6 +195,15 @@ def test_every_value_is_documented_with_a_param_comment() -> None:
         "extraEnv.DB_PASSWORD=hunter2",
         "image.pullPolicy=Sometimes",
         "django.secretKey=too-short-for-production",
+        "web.pdb.maxUnavailable=0",
+        "collector.pdb.maxUnavailable=0%",
+        "collector.pdb.minAvailable=half",
+        "streamer.pdb.minAvailable=101%",
+        "web.readinessProbe.periodSeconds=0",
+        "web.livenessProbe.initialDelaySeconds=-1",
+        "collector.livenessProbe.failureThreshold=0",
+        "streamer.startupProbe.timeoutSeconds=0",
+        "collector.startupProbe.successThreshold=1",
     ],
 )
 def test_schema_rejects_nonsense(option: str) -> None:
@@ -237,34 +263,52 @@ def test_beat_is_one_replica_with_the_recreate_strategy(values_file: str) -> Non
 
 
 @pytest.mark.parametrize("values_file", VALUES_FILES)
-def test_workers_consume_their_own_queue(values_file: str) -> None:
+def test_roles_get_their_role_and_no_options_as_arguments(values_file: str) -> None:
+    """A role's shape comes from environment: no Celery option in any rendered container."""
     manifests = render(values_file)
-    site = yaml.safe_load((CHART / values_file).read_text()).get("site", "default")
-    expected = {"streamer": stream_queue_for_site(site), "collector": "collect"}
+    for role, deployment in deployments(manifests).items():
+        assert main_container(deployment)["args"] == [role]
+    for manifest in manifests:
+        if manifest["kind"] in {"Deployment", "Job"}:  # the image's roles, init containers too
+            for container in containers(manifest):
+                options = [a for a in container.get("args", []) if WORKER_OPTIONS.match(a)]
+                assert options == [], (manifest["metadata"]["name"], container["name"])
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_workers_consume_their_own_queue(values_file: str, tmp_path: Path) -> None:
+    manifests = render(values_file)
+    values = yaml.safe_load((CHART / values_file).read_text())
+    expected = {"streamer": stream_queue_for_site(values.get("site", "default")),
+                "collector": "collect"}  # fmt: skip
     workers = {role: d for role, d in deployments(manifests).items() if role in WORKERS}
     assert workers
     for role, deployment in workers.items():
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        args = container["args"]
-        assert args[0] == role
-        assert args[args.index("-Q") + 1] == expected[role]
-        # The entrypoint turns these arguments into the worker command a container runs.
-        command = entrypoint_dry_run(args)
-        assert command[:4] == ["celery", "-A", "telemetry_project", "worker"]
-        assert command.count("-Q") == 1
-        assert command[command.index("-Q") + 1] == expected[role]
+        container = main_container(deployment)
+        environment = container_environment(manifests, container)
+        assert environment["WORKER_QUEUES"] == expected[role]
+        # The entrypoint turns that environment into the command a container runs.
+        started = run_entrypoint(tmp_path / role, *container["args"], env=environment)
+        assert started.returncode == 0, started.stderr
+        assert started.command[:4] == ["celery", "-A", "telemetry_project", "worker"]
+        assert started.option("--queues") == expected[role]
+        assert started.option("--pool") == "solo"
+        assert started.option("--hostname") == f"{role}@%h"
 
 
-def entrypoint_dry_run(args: list[str]) -> list[str]:
-    result = subprocess.run(
-        [str(REPO / "docker" / "entrypoint.sh"), *args],
-        env={"PATH": os.environ["PATH"], "ENTRYPOINT_DRY_RUN": "1"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_a_worker_pool_and_its_concurrency_reach_the_worker(pool: str, tmp_path: Path) -> None:
+    manifests = render(
+        "values.yaml", "--set", f"collector.pool={pool}", "--set", "collector.concurrency=6"
     )
-    return result.stdout.splitlines()
+    container = main_container(deployments(manifests)["collector"])
+    started = run_entrypoint(
+        tmp_path, *container["args"], env=container_environment(manifests, container)
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.option("--pool") == pool
+    assert started.option("--concurrency") == "6"
+    assert started.recorded()["POOL"] == pool  # what the ping probe's health check reads
 
 
 def test_probes_fit_each_role_and_worker_pool() -> None:
@@ -272,16 +316,58 @@ def test_probes_fit_each_role_and_worker_pool() -> None:
         options = ("--set", f"collector.pool={pool}", "--set", f"streamer.pool={pool}")
         roles = deployments(render("values.yaml", *options))
         for role in WORKERS:
-            (container,) = roles[role]["spec"]["template"]["spec"]["containers"]
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            container = main_container(roles[role])
+            for probe in PROBES:
                 command = container[probe]["exec"]["command"]
                 assert command[0] == f"/app/docker/{script}", (role, pool, probe)
-            if pool != "solo":
-                assert "--concurrency=2" in container["args"]
-    (web,) = roles["web"]["spec"]["template"]["spec"]["containers"]
+    web = main_container(roles["web"])
     assert web["readinessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "Host", "value": "localhost"} in web["readinessProbe"]["httpGet"]["httpHeaders"]
     assert web["livenessProbe"]["httpGet"]["path"].startswith("/static/")
+
+
+@pytest.mark.parametrize("role", ["web", "streamer", "collector"])
+def test_probe_timings_follow_the_values(role: str) -> None:
+    expected = {
+        probe: {timing: 20 + 10 * p + t for t, timing in enumerate(PROBE_TIMINGS)}
+        for p, probe in enumerate(PROBES)
+    }
+    options = [
+        arg
+        for probe, timings in expected.items()
+        for timing, value in timings.items()
+        for arg in ("--set", f"{role}.{probe}.{timing}={value}")
+    ]
+    container = main_container(deployments(render("values.yaml", *options))[role])
+    for probe, timings in expected.items():
+        assert {timing: container[probe][timing] for timing in timings} == timings, probe
+
+
+@pytest.mark.parametrize(("role", "start_seconds"), [("web", 60), ("streamer", 120),
+                                                     ("collector", 120)])  # fmt: skip
+def test_a_start_up_threshold_of_zero_covers_the_wait_for_migrations(
+    role: str, start_seconds: int
+) -> None:
+    manifests = render(
+        "values.yaml", "--set", "migrations.waitTimeout=300",
+        "--set", f"{role}.startupProbe.periodSeconds=7",
+    )  # fmt: skip
+    # The wait the entrypoint makes before the role starts (WAIT_FOR_MIGRATIONS_TIMEOUT).
+    container = main_container(deployments(manifests)[role])
+    wait = int(container_environment(manifests, container)["WAIT_FOR_MIGRATIONS_TIMEOUT"])
+    probe = container["startupProbe"]
+    assert probe["periodSeconds"] == 7
+    allowed = probe["periodSeconds"] * probe["failureThreshold"]
+    assert wait + start_seconds <= allowed < wait + start_seconds + probe["periodSeconds"]
+
+
+def test_a_pinging_pool_needs_probe_timeouts_longer_than_the_ping() -> None:
+    error = render_error(
+        "--set", "collector.pool=prefork", "--set", "collector.readinessProbe.timeoutSeconds=10"
+    )
+    assert "collector.readinessProbe.timeoutSeconds must be at least 15 with the prefork" in error
+    solo = render("values.yaml", "--set", "collector.readinessProbe.timeoutSeconds=2")
+    assert main_container(deployments(solo)["collector"])["readinessProbe"]["timeoutSeconds"] == 2
 
 
 def test_probe_and_entrypoint_scripts_are_the_repository_ones() -> None:
@@ -327,6 +413,114 @@ def test_a_configuration_change_rolls_the_pods() -> None:
     after = config_checksums("--set", "pipeline.collectQueueMaxDepth=128")
     assert set(after) == set(before) == {"web", "beat", "streamer", "collector"}
     assert all(after[role] != before[role] for role in before)
+
+
+# --- Disruption budgets -------------------------------------------------------------------
+
+
+def budgets(manifests: list[Manifest]) -> dict[str, Manifest]:
+    """PodDisruptionBudgets by role."""
+    return {component(m): m for m in manifests if m["kind"] == "PodDisruptionBudget"}
+
+
+@pytest.mark.parametrize(
+    ("values_file", "roles"),
+    [
+        ("values.yaml", {"web", "collector"}),  # one streamer: nothing to keep
+        ("values-all-in-one.yaml", {"web", "streamer", "collector"}),
+        ("values-central.yaml", {"web", "collector"}),
+        ("values-edge.yaml", {"streamer"}),
+    ],
+)
+def test_roles_of_several_pods_have_a_budget_that_never_blocks_a_drain(
+    values_file: str, roles: set[str]
+) -> None:
+    manifests = render(values_file)
+    assert set(budgets(manifests)) == roles
+    pods = {role: d["spec"]["template"]["metadata"]["labels"]
+            for role, d in deployments(manifests).items()}  # fmt: skip
+    for role, budget in budgets(manifests).items():
+        spec = budget["spec"]
+        assert spec["maxUnavailable"] == 1
+        assert "minAvailable" not in spec
+        assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        selector = spec["selector"]["matchLabels"].items()
+        assert [r for r, labels in pods.items() if selector <= labels.items()] == [role]
+
+
+def test_budgets_are_absent_when_disabled() -> None:
+    options = [
+        arg
+        for role in ("web", "streamer", "collector")
+        for arg in ("--set", f"{role}.pdb.enabled=false", "--set", f"{role}.replicaCount=3")
+    ]
+    assert budgets(render("values.yaml", *options)) == {}
+
+
+def test_a_fixed_single_replica_has_no_budget_but_an_autoscaled_role_has() -> None:
+    manifests = render(
+        "values.yaml", "--set", "web.replicaCount=1", "--set", "collector.autoscaling.mode=keda",
+        "--set", "collector.autoscaling.minReplicas=0",
+    )  # fmt: skip
+    assert set(budgets(manifests)) == {"collector"}  # KEDA may run it with many pods
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["web.pdb.minAvailable=1"], {"minAvailable": 1}),
+        (["web.pdb.minAvailable=50%"], {"minAvailable": "50%"}),
+        (["web.pdb.maxUnavailable=2"], {"maxUnavailable": 2}),
+        (["web.pdb.maxUnavailable=25%"], {"maxUnavailable": "25%"}),
+        (["web.replicaCount=4", "web.pdb.minAvailable=3"], {"minAvailable": 3}),
+    ],
+)
+def test_a_budget_takes_its_bound_from_the_values(
+    options: list[str], expected: dict[str, object]
+) -> None:
+    manifests = render("values.yaml", *[arg for o in options for arg in ("--set", o)])
+    spec = budgets(manifests)["web"]["spec"]
+    assert {k: v for k, v in spec.items() if k in {"minAvailable", "maxUnavailable"}} == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["web.pdb.minAvailable=2"], "web.pdb.minAvailable=2 leaves no pod to evict when the "
+                                     "role runs its fewest pods (2)"),
+        (["web.pdb.minAvailable=51%"], "web.pdb.minAvailable=51% leaves no pod"),
+        (["collector.autoscaling.mode=hpa", "collector.pdb.minAvailable=1"],
+         "collector.pdb.minAvailable=1 leaves no pod to evict when the role runs its fewest "
+         "pods (1)"),
+        (["web.pdb.minAvailable=1", "web.pdb.maxUnavailable=1"],
+         "web.pdb: set minAvailable or maxUnavailable, not both"),
+    ],
+)  # fmt: skip
+def test_a_budget_that_would_hang_drains_is_refused(options: list[str], message: str) -> None:
+    error = render_error(*[arg for o in options for arg in ("--set", o)])
+    assert message in error
+
+
+# --- The chart's README -------------------------------------------------------------------
+
+
+def test_the_chart_readme_is_generated_from_the_values(tmp_path: Path) -> None:
+    """`make chart-readme` installs the pinned generator and leaves the README unchanged."""
+    committed = CHART / "README.md"
+    regenerated = tmp_path / "README.md"
+    shutil.copy(committed, regenerated)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "chart-readme",
+         f"CHART_README={regenerated}"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr  # e.g. npm missing
+    assert "Metadata is correct" in result.stdout
+    assert regenerated.read_text() == committed.read_text(), "stale: run `make chart-readme`"
+    pinned = json.loads((REPO / "package.json").read_text())["devDependencies"]
+    installed = REPO / "node_modules" / "@bitnami" / "readme-generator-for-helm" / "package.json"
+    version = json.loads(installed.read_text())["version"]
+    assert version == pinned["@bitnami/readme-generator-for-helm"]
 
 
 # --- Autoscaling --------------------------------------------------------------------------
@@ -516,7 +710,7 @@ def test_the_baked_in_sample_is_the_default_source() -> None:
 def test_edge_renders_streamers_only_with_their_files_and_no_database() -> None:
     manifests = render("values-edge.yaml")
     kinds = {m["kind"] for m in manifests}
-    assert kinds == {"ServiceAccount", "Secret", "ConfigMap", "Deployment"}
+    assert kinds == {"ServiceAccount", "Secret", "ConfigMap", "Deployment", "PodDisruptionBudget"}
     assert set(deployments(manifests)) == {"streamer"}
     assert not of_kind(manifests, "StatefulSet")
     assert not of_kind(manifests, "Job")

@@ -157,6 +157,15 @@ are 64 characters: the production settings refuse a Django secret key under 50.
 {{- if and (eq $scaling.mode "hpa") (lt (int $scaling.minReplicas) 1) -}}
 {{- fail (printf "%s.autoscaling.minReplicas must be at least 1 with mode hpa (only KEDA scales to zero)" $role) -}}
 {{- end -}}
+{{- $values := index $.Values $role -}}
+{{- $pingSeconds := include "telemetry.worker.pingSeconds" $ | int -}}
+{{- if ne $values.pool "solo" -}}
+{{- range $probe := list "startupProbe" "readinessProbe" "livenessProbe" -}}
+{{- if lt (int (index $values $probe).timeoutSeconds) (add $pingSeconds 5) -}}
+{{- fail (printf "%s.%s.timeoutSeconds must be at least %d with the %s pool: its probe starts a Celery client and waits up to %d s for the worker's reply" $role $probe (add $pingSeconds 5) $values.pool $pingSeconds) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $names := list -}}
 {{- range .Values.csv.sources -}}
@@ -197,6 +206,24 @@ are 64 characters: the production settings refuse a Django secret key under 50.
 {{- define "telemetry.checksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end -}}
+
+{{/*
+A probe's timings from a role's values. A failureThreshold of 0 (start-up probes only, by the
+schema) becomes as many periods as cover the wait for the migration hook
+(migrations.waitTimeout) plus `startSeconds`, the role's own start.
+Pass (dict "root" $ "probe" .Values.web.startupProbe "startSeconds" 60).
+*/}}
+{{- define "telemetry.probe.timings" -}}
+{{- $period := int .probe.periodSeconds -}}
+{{- $failures := int .probe.failureThreshold -}}
+{{- if eq $failures 0 -}}
+{{- $failures = div (add .root.Values.migrations.waitTimeout .startSeconds $period -1) $period -}}
+{{- end -}}
+initialDelaySeconds: {{ .probe.initialDelaySeconds }}
+periodSeconds: {{ $period }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
+failureThreshold: {{ $failures }}
 {{- end -}}
 
 {{- define "telemetry.podSpec.common" -}}

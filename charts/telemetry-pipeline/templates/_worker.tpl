@@ -3,52 +3,26 @@ The two worker roles, streamer and collector, are Celery workers of the same sha
 different queues. Pass (dict "root" $ "role" "collector" "queue" "collect").
 */}}
 
+{{/* Seconds worker-ping.sh waits for the worker's reply; the probe must allow more. */}}
+{{- define "telemetry.worker.pingSeconds" -}}10{{- end -}}
+
 {{- define "telemetry.worker.probes" -}}
 {{- $values := index .root.Values .role -}}
-{{- $startupThreshold := div (add .root.Values.migrations.waitTimeout 120) 10 -}}
+{{- $check := list "/app/docker/worker-alive.sh" (toString $values.heartbeatMaxAge) -}}
 {{- if eq $values.pool "solo" -}}
 # A solo worker runs its task inside its event loop, so it cannot answer a ping while
 # busy: it touches a heartbeat file from that loop (ingest/heartbeat.py) instead, and is
 # dead when the file is older than any task takes.
-startupProbe:
-  exec:
-    command: ["/app/docker/worker-alive.sh", "{{ $values.heartbeatMaxAge }}"]
-  periodSeconds: 10
-  timeoutSeconds: 5
-  failureThreshold: {{ $startupThreshold }}
-readinessProbe:
-  exec:
-    command: ["/app/docker/worker-alive.sh", "{{ $values.heartbeatMaxAge }}"]
-  periodSeconds: 15
-  timeoutSeconds: 5
-  failureThreshold: 2
-livenessProbe:
-  exec:
-    command: ["/app/docker/worker-alive.sh", "{{ $values.heartbeatMaxAge }}"]
-  periodSeconds: 30
-  timeoutSeconds: 5
-  failureThreshold: 2
 {{- else -}}
+{{- $check = list "/app/docker/worker-ping.sh" (include "telemetry.worker.pingSeconds" .root) -}}
 # The {{ $values.pool }} pool answers remote control while tasks run: ping this pod's node.
-startupProbe:
+{{- end }}
+{{- range $probe := list "startupProbe" "readinessProbe" "livenessProbe" }}
+{{ $probe }}:
   exec:
-    command: ["/app/docker/worker-ping.sh", "10"]
-  periodSeconds: 10
-  timeoutSeconds: 30
-  failureThreshold: {{ $startupThreshold }}
-readinessProbe:
-  exec:
-    command: ["/app/docker/worker-ping.sh", "10"]
-  periodSeconds: 30
-  timeoutSeconds: 30
-  failureThreshold: 2
-livenessProbe:
-  exec:
-    command: ["/app/docker/worker-ping.sh", "10"]
-  periodSeconds: 60
-  timeoutSeconds: 30
-  failureThreshold: 3
-{{- end -}}
+    command: {{ $check | toJson }}
+  {{- include "telemetry.probe.timings" (dict "root" $.root "probe" (index $values $probe) "startSeconds" 120) | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* CSV volumes of streamers: the PVC and the small-file ConfigMap, when sources use them. */}}
@@ -134,15 +108,17 @@ spec:
       containers:
         - name: {{ .role }}
           {{- include "telemetry.container.common" $root | nindent 10 }}
-          args:
-            - {{ .role }}
-            - -Q
-            - {{ .queue }}
-            - --pool={{ $values.pool }}
-            {{- if ne $values.pool "solo" }}
-            - --concurrency={{ $values.concurrency }}
-            {{- end }}
+          args: [{{ .role | quote }}]
           {{- include "telemetry.container.env" $root | nindent 10 }}
+            # The worker's shape, read by docker/entrypoint.sh.
+            - name: WORKER_QUEUES
+              value: {{ .queue | quote }}
+            - name: WORKER_POOL
+              value: {{ $values.pool | quote }}
+            {{- if ne $values.pool "solo" }}
+            - name: WORKER_CONCURRENCY
+              value: {{ $values.concurrency | quote }}
+            {{- end }}
           {{- include "telemetry.worker.probes" . | nindent 10 }}
           resources:
             {{- toYaml $values.resources | nindent 12 }}
