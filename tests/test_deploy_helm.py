@@ -108,8 +108,8 @@ def container_environment(manifests: list[Manifest], container: dict[str, Any]) 
     environment: dict[str, str] = {}
     for source in container.get("envFrom", []):
         environment.update(config_maps[source["configMapRef"]["name"]]["data"])
-    environment.update({item["name"]: item["value"] for item in container.get("env", [])
-                        if "value" in item})  # fmt: skip
+    literal = {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+    environment.update(literal)
     return environment
 
 
@@ -278,9 +278,8 @@ def test_roles_get_their_role_and_no_options_as_arguments(values_file: str) -> N
 @pytest.mark.parametrize("values_file", VALUES_FILES)
 def test_workers_consume_their_own_queue(values_file: str, tmp_path: Path) -> None:
     manifests = render(values_file)
-    values = yaml.safe_load((CHART / values_file).read_text())
-    expected = {"streamer": stream_queue_for_site(values.get("site", "default")),
-                "collector": "collect"}  # fmt: skip
+    site = yaml.safe_load((CHART / values_file).read_text()).get("site", "default")
+    expected = {"streamer": stream_queue_for_site(site), "collector": "collect"}
     workers = {role: d for role, d in deployments(manifests).items() if role in WORKERS}
     assert workers
     for role, deployment in workers.items():
