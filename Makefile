@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench csv-validate audit
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench csv-validate audit
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -59,6 +59,18 @@ load-tools:  ## wrk, the HTTP load generator of the load test (apt-get, as root,
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
 	fi
 
+PROMETHEUS := /usr/bin/prometheus
+prometheus-tools:  ## Debian's Prometheus and promtool, which tests start as a real sender (apt-get, as root, if missing)
+	@if [ ! -x $(PROMETHEUS) ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "prometheus-tools: $(PROMETHEUS) is missing; run 'make prometheus-tools' as root (or apt-get install prometheus)" >&2; \
+			exit 1; \
+		fi; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	fi
+	@echo "prometheus-tools: $$($(PROMETHEUS) --version 2>&1 | head -n 1)"
+	@echo "prometheus-tools: $$(promtool --version 2>&1 | head -n 1)"
+
 lint: $(VENV)/.installed  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -83,6 +95,9 @@ clean:  ## remove the virtualenv and local state
 
 openapi: $(VENV)/.installed  ## write the OpenAPI spec to openapi.yaml (committed; a test fails when stale)
 	DJANGO_DEBUG=1 $(PY) manage.py spectacular --validate --file openapi.yaml
+
+protobuf: $(VENV)/.installed  ## compile ingest/remote_write.proto into ingest/remote_write_pb2.py(i) (committed; a test fails when stale)
+	PYTHON=$(PY) scripts/compile-protobuf.sh
 
 ROWS ?= 5000000
 explain-api: $(VENV)/.installed  ## EXPLAIN ANALYZE every API query on >= ROWS samples in its own database: make explain-api ROWS=300000 ARGS=--keep
