@@ -1,4 +1,4 @@
-"""Who may read the API, how often, and who may read its documentation.
+"""Who may read the API, who may write to it, how often, and who may read its documentation.
 
 Each check reads its setting when a request arrives, not when a view class is defined, so a
 deployment's environment (and a test's ``settings`` fixture) decides every request.
@@ -18,6 +18,8 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
+from api.models import ApiToken
+
 if TYPE_CHECKING:  # rest_framework.views imports this module through DRF's settings
     from rest_framework.views import APIView
 
@@ -30,6 +32,19 @@ def api_access() -> BasePermission:
     schema describes the token as required or optional accordingly.
     """
     return IsAuthenticated() if settings.API_REQUIRE_TOKEN else AllowAny()
+
+
+class CanWrite(BasePermission):
+    """Writing needs a token with ``can_write``, whatever ``API_REQUIRE_TOKEN`` says.
+
+    No token (or an invalid one) is a 401 with the ``WWW-Authenticate`` challenge, DRF's
+    answer when no authenticator succeeded; a valid read-only token is a 403.
+    """
+
+    message = "This token may only read: writing needs a token made with can_write."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return isinstance(request.auth, ApiToken) and request.auth.can_write
 
 
 def _rate(scope: str | None) -> str | None:
@@ -45,7 +60,7 @@ class AnonThrottle(AnonRateThrottle):
 
 
 class UserThrottle(UserRateThrottle):
-    """Requests with a token, counted per user (``API_THROTTLE_USER``)."""
+    """Requests with a token, counted per token (``API_THROTTLE_USER``)."""
 
     def get_rate(self) -> str | None:
         return _rate(self.scope)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -19,6 +20,23 @@ from api.params import AggregateParams, TimeRangeParams
 from api.serializers import AggregateSerializer, LatestSerializer, SamplePageSerializer
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """Documents ``api.authentication.ApiTokenAuthentication`` as HTTP bearer authentication."""
+
+    target_class = "api.authentication.ApiTokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API token: `Authorization: Bearer <key>` (or `Token <key>`). "
+            "Required when the deployment sets API_REQUIRE_TOKEN; pushing data always needs "
+            "a token that may write.",
+        }
+
 
 # Taken from the reference export (dcgm_metrics_20250718_134233.csv).
 EXAMPLE_UUID = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"

@@ -19,9 +19,9 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import URLPattern, reverse
 from pytest_django.fixtures import Settings
-from rest_framework.authtoken.models import Token
 
 from api import urls as api_urls
+from api.models import ApiToken
 
 REPO = Path(__file__).resolve().parent.parent
 STRONG_KEY = secrets.token_urlsafe(48)  # 64 characters
@@ -234,10 +234,8 @@ def no_throttle_state() -> Iterator[None]:
 
 
 @pytest.fixture
-def token(django_user_model: type[User]) -> str:
-    user = django_user_model.objects.create_user(username="reader", password=secrets.token_hex())
-    key: str = Token.objects.create(user=user).key
-    return key
+def token() -> str:
+    return ApiToken.issue("reader", can_write=False).new_key
 
 
 @pytest.mark.django_db
@@ -264,12 +262,14 @@ def test_a_required_token_guards_every_api_route(
     without = client.get(path)
     wrong = client.get(path, headers={"authorization": "Token " + "0" * 40})
     with_token = client.get(path, headers={"authorization": f"Token {token}"})
+    with_bearer = client.get(path, headers={"authorization": f"Bearer {token}"})
 
     assert without.status_code == 401, without.content
-    assert without.headers["WWW-Authenticate"] == "Token"
+    assert without.headers["WWW-Authenticate"] == 'Bearer realm="api"'
     assert wrong.status_code == 401
     # A detail route for a GPU that does not exist: authorised, then not found.
     assert with_token.status_code == (404 if "no-such-gpu" in path else 200), with_token.content
+    assert with_bearer.status_code == with_token.status_code
 
 
 @pytest.mark.django_db
