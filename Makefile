@@ -29,7 +29,7 @@ migrate: $(VENV)/.installed  ## apply migrations
 superuser: $(VENV)/.installed  ## admin login from DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASSWORD
 	DJANGO_DEBUG=1 $(PY) manage.py createsuperuser --noinput
 
-test: $(VENV)/.installed browser deploy-tools  ## the default suite (unit + integration against PostgreSQL, Redis, real workers)
+test: $(VENV)/.installed browser prometheus-tools deploy-tools  ## the default suite (unit + integration against PostgreSQL, Redis, real workers, a real Prometheus)
 	$(PY) -m pytest -m "not slow and not faults"
 
 CHROMIUM := /usr/bin/chromium
