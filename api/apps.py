@@ -5,3 +5,4 @@ class ApiConfig(AppConfig):
     """The read-only REST API over the telemetry in the database."""
 
     name = "api"
+    verbose_name = "API"
