@@ -34,7 +34,7 @@ COPY . .
 RUN DJANGO_SECRET_KEY=collectstatic-at-build-time TELEMETRY_VAR_DIR=/tmp/build-var \
         TELEMETRY_RUN_DIR=/tmp/build-run docker/entrypoint.sh collectstatic \
     && rm -rf /tmp/build-var /tmp/build-run \
-    && python -m compileall -q telemetry_project ingest api
+    && python -m compileall -q telemetry_project ingest api dashboard
 
 USER 10001:10001
 EXPOSE 8000

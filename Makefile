@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench csv-validate audit
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench csv-validate audit bench-charts vendor-charts
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -159,6 +159,13 @@ BENCH_ROWS = $(if $(filter file,$(origin ROWS)),1000000,$(ROWS))
 bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=3
 	DJANGO_DEBUG=1 $(PY) manage.py bench_pipeline --rows $(BENCH_ROWS) \
 		$(if $(STREAMERS),--streamers $(STREAMERS)) $(if $(COLLECTORS),--collectors $(COLLECTORS)) $(ARGS)
+
+# --- Charts: the measurement behind the charting library, and its vendored files ---------------
+bench-charts: $(VENV)/.installed browser  ## render time of uPlot, ECharts and Chart.js on 50,000 points in headless Chromium, medians of 7 runs (needs npm; docs/charts.md): make bench-charts ARGS="--runs 9"
+	$(PY) -m scripts.bench_charts $(ARGS)
+
+vendor-charts: $(VENV)/.installed  ## write the dashboard's pinned uPlot into dashboard/static again (npm pack), checked against the pin in dashboard/vendored.py
+	$(PY) -m scripts.vendor_charts $(ARGS)
 
 # --- Checking input -------------------------------------------------------------------------
 CSV_FILE ?= data/dcgm_metrics_sample.csv

@@ -242,7 +242,8 @@ def test_the_image_context_holds_the_code_and_the_sample_csv_only() -> None:
         if line and not line.startswith("#")
     ]  # fmt: skip
     assert rules[0] == "*"  # everything out, then what the image needs back in
-    packages = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests"}
+    # The tests and the measurement tools (scripts/) stay out of the image.
+    packages = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests", "scripts"}
     assert {f"!{package}/" for package in packages} <= set(rules), "a package left out"
     for needed in ("!manage.py", "!requirements.txt", "!docker/", "!data/dcgm_metrics_sample.csv"):
         assert needed in rules
