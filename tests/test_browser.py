@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -140,8 +141,10 @@ def on_live_server(url: str, base_url: str) -> bool:
 
 
 @contextmanager
-def headless_chromium(profile: Path) -> Iterator[BrowserContext]:
+def headless_chromium(profile: Path, **context_options: Any) -> Iterator[BrowserContext]:
     """A headless Chromium with a fresh profile, that reaches for nothing in the background.
+
+    ``context_options`` go to Playwright's context (a time zone or locale to emulate).
 
     Playwright's sync API runs an event loop in this thread, where Django refuses database
     queries: the test queries before it starts the browser, and the browser closes before
@@ -154,6 +157,7 @@ def headless_chromium(profile: Path) -> Iterator[BrowserContext]:
             headless=True,
             args=CHROMIUM_ARGS,
             viewport={"width": 1920, "height": 1080},
+            **context_options,
         )
         context.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)

@@ -39,7 +39,11 @@ def test_library_file_names_the_pinned_version() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [f"dashboard/vendor/{UPLOT.release.name}/{file.name}" for file in UPLOT.files]
+    "path",
+    [
+        *(f"dashboard/vendor/{UPLOT.release.name}/{file.name}" for file in UPLOT.files),
+        "dashboard/aggregate-chart.js",
+    ],
 )
 def test_static_files_find_the_dashboards_assets(path: str) -> None:
     found = finders.find(path)
