@@ -3,11 +3,7 @@
 // guide advises; the band is the high line filled down to the low one.
 "use strict";
 
-(function () {
-  const loadedAt = performance.now();
-  const input = window.benchInput;
-  const colours = window.benchColours;
-  const element = document.getElementById("chart");
+window.benchDraw(({ input, colours, element, drawn }) => {
   const canvas = document.createElement("canvas");
   canvas.width = element.clientWidth;
   canvas.height = element.clientHeight;
@@ -34,15 +30,12 @@
   } else {
     datasets = input.lines.map((values, i) => line(`series ${i + 1}`, values, colours[i]));
   }
-  let reported = false;
   const drawnSignal = {
     id: "benchDrawn",
     afterRender(chart) {
-      if (reported) return;
-      reported = true;
       // Decimation swaps each dataset's data for the points it keeps, holding the
       // original in _data.
-      window.benchReport(loadedAt, () =>
+      drawn(() =>
         chart.data.datasets.reduce((n, d) => n + (d._data || d.data).length, 0),
       );
     },
@@ -61,4 +54,4 @@
     },
     plugins: [drawnSignal],
   });
-})();
+});

@@ -2,11 +2,7 @@
 // ECharts' documented stack of the low line and the (high - low) area above it.
 "use strict";
 
-(function () {
-  const loadedAt = performance.now();
-  const input = window.benchInput;
-  const colours = window.benchColours;
-  const element = document.getElementById("chart");
+window.benchDraw(({ input, colours, element, drawn }) => {
   const pairs = (values) => values.map((v, i) => [input.times[i] * 1000, v]);
   const line = (name, values, colour) => ({
     type: "line",
@@ -37,14 +33,9 @@
     width: element.clientWidth,
     height: element.clientHeight,
   });
-  let reported = false;
-  chart.on("finished", () => {
-    if (reported) return;
-    reported = true;
-    window.benchReport(loadedAt, () =>
-      chart.getOption().series.reduce((n, s) => n + s.data.length, 0),
-    );
-  });
+  chart.on("finished", () =>
+    drawn(() => chart.getOption().series.reduce((n, s) => n + s.data.length, 0)),
+  );
   chart.setOption({
     animation: false,
     legend: {},
@@ -53,4 +44,4 @@
     yAxis: { type: "value", scale: true },
     series,
   });
-})();
+});

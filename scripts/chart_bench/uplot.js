@@ -1,11 +1,7 @@
 // uPlot: columnar arrays as they come; a band between two series.
 "use strict";
 
-(function () {
-  const loadedAt = performance.now();
-  const input = window.benchInput;
-  const colours = window.benchColours;
-  const element = document.getElementById("chart");
+window.benchDraw(({ input, colours, element, drawn }) => {
   let data;
   let series;
   let bands;
@@ -22,12 +18,7 @@
     data = [input.times, ...input.lines];
     series = [{}, ...input.lines.map((_, i) => ({ label: `series ${i + 1}`, stroke: colours[i] }))];
   }
-  let reported = false;
-  function onDraw(plot) {
-    if (reported) return;
-    reported = true;
-    window.benchReport(loadedAt, () => plot.data.slice(1).reduce((n, s) => n + s.length, 0));
-  }
+  const onDraw = (plot) => drawn(() => plot.data.slice(1).reduce((n, s) => n + s.length, 0));
   new uPlot(
     {
       width: element.clientWidth,
@@ -40,4 +31,4 @@
     data,
     element,
   );
-})();
+});
