@@ -11,10 +11,10 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from yarl import URL
 
 from telemetry_project.env import (
     env_bool,
@@ -166,20 +166,30 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Broker -------------------------------------------------------------------------------
 
 
+def broker_url_with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in its user information, unless it already carries one.
+
+    yarl keeps the URL's components apart (user, host with its IPv6 brackets, port, path,
+    query) and percent-encodes the password by the rules of its own component, so a user
+    name, an IPv6 literal or a password holding ``@``, ``:``, ``/`` or ``%`` all survive.
+    """
+    parsed = URL(url)
+    if not password or parsed.password:
+        return url
+    return str(parsed.with_password(password))
+
+
 def _broker_url() -> str:
     url = env_secret("CELERY_BROKER_URL") or env_secret("REDIS_URL")
     if not url:
         return "filesystem://"
-    password = env_secret("REDIS_PASSWORD")
-    parts = urlsplit(url)
-    if parts.scheme not in {"redis", "rediss"}:
+    try:
+        scheme = URL(url).scheme
+    except ValueError as error:  # e.g. an unclosed IPv6 bracket
+        raise ImproperlyConfigured(f"the broker URL {url!r} is not a URL: {error}") from None
+    if scheme not in {"redis", "rediss"}:
         raise ImproperlyConfigured(f"the broker URL must be redis:// or rediss://, not {url!r}")
-    if password and not parts.password:
-        netloc = f":{quote(password, safe='')}@{parts.hostname}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        url = urlunsplit(parts._replace(netloc=netloc))
-    return url
+    return broker_url_with_password(url, env_secret("REDIS_PASSWORD"))
 
 
 CELERY_BROKER_URL = _broker_url()

@@ -201,6 +201,32 @@ def test_the_broker_password_is_added_to_the_url_and_connects(
     assert wrong.returncode != 0
 
 
+def test_a_user_name_and_the_password_reach_a_server_on_its_ipv6_address(
+    tmp_path: Path,
+) -> None:
+    # An ACL user with its own password; the default user is switched off, so only "alice"
+    # with the password from REDIS_PASSWORD gets in.
+    server = start_redis(
+        tmp_path / "redis-acl",
+        "--bind", "127.0.0.1", "::1",
+        "--user", "default", "off",
+        "--user", "alice", "on", f">{PASSWORD}", "~*", "&*", "+@all",
+    )  # fmt: skip
+    try:
+        url = f"redis://alice@[::1]:{server.port}/0"
+        as_alice = broker_connects(project_env(tmp_path, REDIS_URL=url, REDIS_PASSWORD=PASSWORD))
+        anonymous = f"redis://[::1]:{server.port}/0"
+        as_default = broker_connects(
+            project_env(tmp_path, REDIS_URL=anonymous, REDIS_PASSWORD=PASSWORD)
+        )
+    finally:
+        stop(server.process)
+
+    assert as_alice.returncode == 0, as_alice.stderr
+    assert "connected b'ok'" in as_alice.stdout
+    assert as_default.returncode != 0  # the password alone names the disabled default user
+
+
 def test_the_broker_password_is_read_from_a_file(
     tmp_path: Path, redis_with_password: RedisServer
 ) -> None:
