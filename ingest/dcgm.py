@@ -508,6 +508,30 @@ def _printable(raw: bytes) -> str:
     return text
 
 
+# Labels that describe one sample, not its GPU: the metric's own name (Prometheus's
+# ``__name__``, which every row of an export repeats) and the workload using the GPU at that
+# moment (dcgm-exporter's Kubernetes attribution, or Prometheus's ``exported_`` copies of it
+# when the scrape target's own labels clash), which is stored per sample. A GPU's labels are
+# taken from the first row seen, so any of these kept would pin one row's value on the GPU.
+PER_SAMPLE_LABELS = frozenset(
+    {
+        "__name__",
+        "container",
+        "pod",
+        "namespace",
+        "exported_container",
+        "exported_pod",
+        "exported_namespace",
+    }
+)
+
+
+def gpu_labels(labels_raw: str) -> dict[str, str]:
+    """The labels that belong to the GPU itself: ``labels_raw`` less the per-sample keys."""
+    labels = parse_labels(labels_raw)
+    return {key: value for key, value in labels.items() if key not in PER_SAMPLE_LABELS}
+
+
 def parse_labels(labels_raw: str) -> dict[str, str]:
     """Read ``key="value",key2="value2"`` into a dict; a malformed pair is skipped.
 

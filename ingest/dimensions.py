@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ingest.dcgm import GpuFields, parse_labels
+from ingest.dcgm import GpuFields, gpu_labels
 from ingest.models import Gpu, Metric, Workload
 
 WorkloadKey = tuple[str, str, str]
@@ -55,7 +55,7 @@ def gpu_ids(gpus: Iterable[GpuFields]) -> dict[str, int]:
                     device=gpu.device,
                     model_name=gpu.model,
                     hostname=gpu.hostname,
-                    labels=parse_labels(gpu.labels_raw),
+                    labels=gpu_labels(gpu.labels_raw),
                 )
                 for gpu in new.values()
             ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from typing import Any
 
@@ -67,6 +68,28 @@ def test_a_gpu_is_found_by_uuid_and_an_unknown_uuid_is_404(client: Client) -> No
     assert gpu["labels"]["DCGM_FI_DRIVER_VERSION"] == "535.129.03"
     for path in ("", "/telemetry", "/telemetry/aggregate?bucket=1m", "/latest"):
         assert client.get(f"{API}/gpus/GPU-unknown{path}").status_code == 404
+
+
+def labels_shared_by_every_row_of_each_gpu() -> dict[str, dict[str, str]]:
+    """Per uuid, the labels whose value is the same on all of the GPU's rows in the file."""
+    shared: dict[str, dict[str, str]] = {}
+    for row in reference_rows():
+        labels = dict(re.findall(r'([A-Za-z_][A-Za-z0-9_]*)="([^"]*)"', row["labels_raw"]))
+        seen = shared.setdefault(row["uuid"], labels)
+        for key in [key for key, value in seen.items() if labels.get(key) != value]:
+            del seen[key]
+    return shared
+
+
+def test_a_gpus_labels_are_those_every_one_of_its_rows_shares(client: Client) -> None:
+    expected = labels_shared_by_every_row_of_each_gpu()
+
+    body = get(client, f"{API}/gpus", limit=1000)
+
+    labels = {gpu["uuid"]: gpu["labels"] for gpu in body["results"]}
+    assert labels == expected
+    assert not any("__name__" in gpu_labels for gpu_labels in labels.values())
+    assert labels[REFERENCE_UUID]["instance"] == "mtv5-dgx1-hgpu-031:9400"
 
 
 def test_telemetry_returns_the_gpus_samples_in_ascending_time(client: Client) -> None:

@@ -7,6 +7,7 @@ import io
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +45,31 @@ def test_counter_tables_leave_room_for_in_place_updates() -> None:
         )
         options = dict(cursor.fetchall())
     assert options == {"ingest_gpu": ["fillfactor=50"], "ingest_tally": ["fillfactor=50"]}
+
+
+def test_the_labels_migration_removes_per_sample_keys_from_stored_gpus(
+    transactional_db: None,
+) -> None:
+    before = [("ingest", "0004_counter_table_fillfactor")]
+    after = [("ingest", "0005_gpu_labels_without_per_sample_keys")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        gpu_model = executor.loader.project_state(before).apps.get_model("ingest", "Gpu")
+        static = {"DCGM_FI_DRIVER_VERSION": "535.129.03", "Hostname": "host-a", "gpu": "0"}
+        gpu_model.objects.create(
+            uuid="GPU-old", gpu_index=0, device="nvidia0", model_name="H100", hostname="host-a",
+            labels={**static, "__name__": "DCGM_FI_DEV_GPU_UTIL", "pod": "trainer-0"},
+        )  # fmt: skip
+        gpu_model.objects.create(
+            uuid="GPU-clean", gpu_index=1, device="nvidia1", model_name="H100",
+            hostname="host-a", labels=static,
+        )  # fmt: skip
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        migrated = executor.loader.project_state(after).apps.get_model("ingest", "Gpu")
+        labels = dict(migrated.objects.values_list("uuid", "labels"))
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    assert labels == {"GPU-old": static, "GPU-clean": static}
