@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from django.http import QueryDict
@@ -26,32 +26,108 @@ _BUCKET = re.compile(r"^(\d{1,6})(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# RFC 3339 section 5.6 ``date-time``: full-date "T" full-time, the fraction optional, the
+# offset "Z" or +hh:mm / -hh:mm. ABNF strings are case-insensitive, so "t" and "z" are the
+# grammar too (the RFC's note says so). The space the note lets applications use instead of
+# "T" is not taken: in a query string a space is most often an offset's "+" sent unencoded.
+# ASCII digits only: Python's \d would also match other scripts' digits.
+_RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt]"
+    r"(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})(?:\.(?P<fraction>\d+))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})?",
+    re.ASCII,
+)
+_UNENCODED_PLUS = re.compile(r"\d{4}-\d{2}-\d{2}[Tt][\d:.]+ \d{2}:\d{2}", re.ASCII)
+_SPACE_SEPARATED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:", re.ASCII)
+MICROSECOND = timedelta(microseconds=1)
+TIME_FORMAT = (
+    "An RFC 3339 date-time (section 5.6) with its zone: 2025-07-18T20:42:34Z, "
+    "2025-07-18T22:42:34.25+02:00 (send + as %2B). T and Z may be lower case; a space "
+    "instead of T, a missing zone or any other form is a 400. Times are stored to the "
+    "microsecond: a finer fraction, or a leap second (:60), is rounded into the range."
+)
+
+
 @extend_schema_field(OpenApiTypes.DATETIME)
 class AwareDateTimeField(serializers.Field[datetime, datetime, str, Any]):
-    """An RFC 3339 time; a time without a zone (or offset) is refused, not guessed."""
+    """An RFC 3339 ``date-time`` exactly as the grammar has it; anything else is refused.
+
+    A time without a zone is refused, not guessed. Samples are stored to the microsecond, so
+    a bound with a finer fraction is rounded inwards (``lower``: up, ``upper``: down) and a
+    leap second (``:60``), which lies between ``:59.999999`` and the next minute, is read as
+    the first instant after it or the last before it: both keep "inclusive" exact.
+    """
 
     default_error_messages = {
         "invalid": "Enter an RFC 3339 time such as 2025-07-18T20:42:34Z.",
         "naive": "The time has no zone: add Z or an offset such as +02:00.",
+        "space": "Separate the date and the time with T, not a space: 2025-07-18T20:42:34Z.",
+        "plus": "The offset's + arrived as a space: send it as %2B (2025-07-18T20:42:34%2B02:00).",
+        "range": (
+            "This time is not on the calendar: the year (0001-9999), month, day, hour, minute "
+            "or offset is out of range."
+        ),
+        "leap": "A leap second (:60) can only end a day in UTC: 23:59:60Z or its offset form.",
+        "overflow": "This time is outside the years 0001 to 9999 once converted to UTC.",
     }
 
+    def __init__(self, *, bound: str, **kwargs: Any) -> None:
+        if bound not in {"lower", "upper"}:
+            raise ValueError(f"bound must be 'lower' or 'upper', not {bound!r}")
+        self.round_up = bound == "lower"
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data: Any) -> datetime:
-        if not isinstance(data, str) or "T" not in data.upper():
+        if not isinstance(data, str):
             self.fail("invalid")
-        try:
-            value = datetime.fromisoformat(data.strip())
-        except ValueError:
+        match = _RFC3339.fullmatch(data)
+        if match is None:
+            if _UNENCODED_PLUS.fullmatch(data):
+                self.fail("plus")
+            if _SPACE_SEPARATED.match(data):
+                self.fail("space")
             self.fail("invalid")
-        if value.tzinfo is None:
+        if match["offset"] is None:
             self.fail("naive")
         try:
-            # In UTC: PostgreSQL refuses offsets beyond 15:59 that RFC 3339 allows.
-            return value.astimezone(UTC)
+            return self._instant(match)
         except OverflowError:
-            self.fail("invalid")
+            self.fail("overflow")
+
+    def _instant(self, match: re.Match[str]) -> datetime:
+        """The matched time in UTC, rounded inwards to the microsecond."""
+        offset = match["offset"].upper()
+        fraction = match["fraction"] or ""
+        leap = match["second"] == "60"
+        try:
+            zone = UTC if offset == "Z" else _fixed_offset(offset)
+            value = datetime.fromisoformat(
+                f"{match['date']}T{match['hour']}:{match['minute']}:"
+                f"{'59' if leap else match['second']}"
+            ).replace(microsecond=int(fraction[:6].ljust(6, "0")), tzinfo=zone)
+        except ValueError:
+            self.fail("range")
+        if leap:  # past every microsecond of :59, before the next minute
+            value = value.replace(microsecond=999_999).astimezone(UTC)
+            if (value.hour, value.minute) != (23, 59):
+                self.fail("leap")
+            return value + MICROSECOND if self.round_up else value
+        if self.round_up and fraction[6:].strip("0"):
+            value += MICROSECOND
+        # In UTC: PostgreSQL refuses offsets beyond 15:59 that RFC 3339 allows.
+        return value.astimezone(UTC)
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
+
+
+def _fixed_offset(offset: str) -> timezone:
+    """``+hh:mm`` / ``-hh:mm`` as a zone; hours 00-23 and minutes 00-59, as the grammar has."""
+    hours, minutes = int(offset[1:3]), int(offset[4:6])
+    if hours > 23 or minutes > 59:
+        raise ValueError(offset)
+    sign = -1 if offset[0] == "-" else 1
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
 @extend_schema_field({"type": "string", "pattern": _BUCKET.pattern, "example": "1m"})
@@ -72,10 +148,10 @@ class BucketField(serializers.Field[timedelta, timedelta, str, Any]):
 
 class TimeRangeParams(serializers.Serializer[dict[str, Any]]):
     start_time = AwareDateTimeField(
-        required=False, help_text="Inclusive lower bound (RFC 3339, with a zone)."
+        bound="lower", required=False, help_text=f"Inclusive lower bound. {TIME_FORMAT}"
     )
     end_time = AwareDateTimeField(
-        required=False, help_text="Inclusive upper bound (RFC 3339, with a zone)."
+        bound="upper", required=False, help_text=f"Inclusive upper bound. {TIME_FORMAT}"
     )
     metric = serializers.ListField(
         child=serializers.CharField(max_length=128),

@@ -47,7 +47,11 @@ _BAD_REQUEST = OpenApiResponse(
         "type": "object",
         "additionalProperties": {"type": "array", "items": {"type": "string"}},
     },
-    description="A parameter is invalid: each offending parameter with its messages.",
+    description=(
+        "A query parameter is invalid: each offending parameter with its messages. Any "
+        "parameter holding a control character (NUL, a newline, ...) is refused this way on "
+        "every operation, whether or not the operation reads it."
+    ),
     examples=[
         OpenApiExample(
             "zone-less time",
@@ -56,6 +60,14 @@ _BAD_REQUEST = OpenApiResponse(
         OpenApiExample(
             "limit too large", value={"limit": ["Ensure this value is less than or equal to 1000."]}
         ),
+        OpenApiExample(
+            "control character",
+            value={
+                "end_time": [
+                    "This parameter holds a control character (U+0000), which no parameter accepts."
+                ]
+            },
+        ),
     ],
 )
 _NOT_FOUND = OpenApiResponse(
@@ -63,7 +75,17 @@ _NOT_FOUND = OpenApiResponse(
     description="No GPU with this uuid has telemetry.",
     examples=[OpenApiExample("unknown uuid", value={"detail": "No Gpu matches the given query."})],
 )
-_ERRORS = {400: _BAD_REQUEST, 404: _NOT_FOUND}
+_ERRORS = {404: _NOT_FOUND}
+# gunicorn's own page, sent before the request reaches Django when the request line (method,
+# path, query string and protocol) is longer than its limit_request_line (4094 bytes by
+# default). The limit stays: lifting it (0) would let one request line take any memory.
+URI_TOO_LONG = {
+    "description": (
+        "The request line is longer than the web server accepts (gunicorn's "
+        "limit_request_line, 4094 bytes by default): gunicorn's own HTML page, not JSON."
+    ),
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
 
 UUID_PARAMETER = OpenApiParameter(
     "uuid", OpenApiTypes.STR, OpenApiParameter.PATH,
@@ -73,8 +95,18 @@ UUID_PARAMETER = OpenApiParameter(
 
 
 def responses(serializer: Any, *errors: int) -> dict[int, Any]:
-    """A 200 with ``serializer`` plus the named error statuses."""
-    return {200: serializer, **{status: _ERRORS[status] for status in errors}}
+    """A 200 with ``serializer``, the 400 every API operation may answer, and ``errors``."""
+    return {200: serializer, 400: _BAD_REQUEST, **{status: _ERRORS[status] for status in errors}}
+
+
+def document_uri_too_long(
+    result: dict[str, Any], generator: object, request: object, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: the 414 any operation may meet, on every one."""
+    for path in result["paths"].values():
+        for operation in path.values():
+            operation["responses"].setdefault("414", URI_TOO_LONG)
+    return result
 
 
 def described(serializer: type[BaseSerializer[Any]], description: str) -> OpenApiResponse:
@@ -89,7 +121,7 @@ telemetry: Callable[[F], F] = extend_schema(
         "No total count is returned: `next` is null on the last page."
     ),
     parameters=[UUID_PARAMETER, TimeRangeParams, PageParams],
-    responses=responses(SamplePageSerializer, 400, 404),
+    responses=responses(SamplePageSerializer, 404),
     examples=[
         OpenApiExample(
             "one sample",
@@ -120,7 +152,7 @@ aggregate: Callable[[F], F] = extend_schema(
         "hour of data is used; with one of them, the hour after start_time or before end_time."
     ),
     parameters=[UUID_PARAMETER, AggregateParams],
-    responses=responses(AggregateSerializer, 400, 404),
+    responses=responses(AggregateSerializer, 404),
     examples=[
         OpenApiExample(
             "GPU utilisation per minute",

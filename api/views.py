@@ -98,7 +98,7 @@ def default_range(params: dict[str, Any], last_seen: datetime) -> tuple[datetime
 
 
 @extend_schema_view(
-    list=extend_schema(responses=schema.responses(GpuSerializer(many=True), 400)),
+    list=extend_schema(responses=schema.responses(GpuSerializer(many=True))),
     retrieve=extend_schema(responses=schema.responses(GpuSerializer, 404)),
 )
 class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
@@ -188,7 +188,7 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         return Response(latest_rows(rows.order_by("name")))
 
 
-@extend_schema_view(list=extend_schema(responses=schema.responses(HostSerializer(many=True), 400)))
+@extend_schema_view(list=extend_schema(responses=schema.responses(HostSerializer(many=True))))
 class HostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Any]):
     """Hosts with telemetry: how many GPUs each has and when one was last seen."""
 

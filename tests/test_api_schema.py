@@ -454,3 +454,133 @@ def test_hostile_uuids_are_not_found_not_crashed_on(live_api: Client, value_name
         if response.status_code != 404:
             failures.append(f"{suffix or '(detail)'}: {response.status_code}")
     assert not failures
+
+
+# --- times: RFC 3339 exactly, and no control character in any parameter ----------------------
+
+# The reference GPU has ten samples, three of them stamped 2025-07-18T20:42:34Z, the others
+# in the three seconds after.
+ACCEPTED_TIMES = {
+    "upper-case T and Z": "2025-07-18T20:42:34Z",
+    "lower-case t and z": "2025-07-18t20:42:34z",
+    "an offset": "2025-07-18T22:42:34+02:00",
+    "a negative offset": "2025-07-18T16:12:34-04:30",
+    "a fraction": "2025-07-18T20:42:34.000Z",
+    "the widest offset": "2025-07-19T20:41:34+23:59",
+}
+REFUSED_TIMES = {
+    "a space for T": "2025-07-18 20:42:34Z",
+    "no zone": "2025-07-18T20:42:34",
+    "no seconds": "2025-07-18T20:42Z",
+    "basic format": "20250718T204234Z",
+    "a week date": "2025-W29-5T20:42:34Z",
+    "an ordinal date": "2025-199T20:42:34Z",
+    "a two-digit year": "25-07-18T20:42:34Z",
+    "an offset without colon": "2025-07-18T20:42:34+0200",
+    "an hour-only offset": "2025-07-18T20:42:34+02",
+    "an empty fraction": "2025-07-18T20:42:34.Z",
+    "a comma fraction": "2025-07-18T20:42:34,5Z",
+    "hour 24": "2025-07-18T24:00:00Z",
+    "minute 60": "2025-07-18T20:60:34Z",
+    "offset hour 24": "2025-07-18T20:42:34+24:00",
+    "the 30th of February": "2025-02-30T20:42:34Z",
+    "year 0000": "0000-01-01T00:00:00Z",
+    "a leap second that does not end a UTC day": "2025-07-18T20:42:60Z",
+    "full-width digits": "\uff12\uff10\uff12\uff15-07-18T20:42:34Z",
+    "a trailing letter": "2025-07-18T20:42:34Zx",
+    "a leading space": " 2025-07-18T20:42:34Z",
+    "a trailing space": "2025-07-18T20:42:34Z ",
+    "UTC spelled out": "2025-07-18T20:42:34 UTC",
+    "a date only": "2025-07-18",
+}
+# The probes that were once answered 200 as if the time were clean: raw query strings.
+CONTROL_CHARACTER_TIMES = [
+    "2025-07-18T20:42:34Z%00",
+    "2025-07-18T20:42:34%00Z",
+    "2025-07-18T20:42:34Z%0A",
+    "%0D2025-07-18T20:42:34Z",
+    "2025-07-18T20:42:34Z%09",
+    "2025-07-18T20:42:34Z%7F",
+    "2025-07-18T20:42:34Z%C2%85",  # NEL, a C1 control character
+]
+CONTROL_CHARACTERS = ["\x00", "\n", "\r", "\t", "\x1b", "\x7f", "\x85"]
+
+
+def telemetry_count(api: Client, **query: str) -> int:
+    response = api.get(TELEMETRY, query)
+    assert response.status_code == 200, response.content
+    return len(response.json()["results"])
+
+
+@pytest.mark.parametrize("form", sorted(ACCEPTED_TIMES))
+def test_each_form_of_the_rfc_3339_grammar_is_accepted_as_the_same_instant(
+    live_api: Client, form: str
+) -> None:
+    time = ACCEPTED_TIMES[form]
+    assert telemetry_count(live_api, start_time=time, end_time=time) == 3
+
+
+@pytest.mark.parametrize("form", sorted(REFUSED_TIMES))
+@pytest.mark.parametrize("parameter", ["start_time", "end_time"])
+def test_a_time_outside_the_rfc_3339_grammar_is_a_400_naming_the_parameter(
+    live_api: Client, form: str, parameter: str
+) -> None:
+    for endpoint in (TELEMETRY, AGGREGATE):
+        response = live_api.get(endpoint, {"bucket": "1h", parameter: REFUSED_TIMES[form]})
+        assert response.status_code == 400, (endpoint, response.content)
+        assert list(response.json()) == [parameter]
+
+
+def test_a_space_and_an_unencoded_plus_are_explained(live_api: Client) -> None:
+    space = live_api.get(f"{TELEMETRY}?start_time=2025-07-18 20:42:34Z").json()
+    plus = live_api.get(f"{TELEMETRY}?start_time=2025-07-18T22:42:34+02:00").json()
+
+    assert "not a space" in space["start_time"][0]
+    assert "%2B" in plus["start_time"][0]
+
+
+@pytest.mark.parametrize("raw", CONTROL_CHARACTER_TIMES)
+def test_a_time_with_a_control_character_is_a_400_naming_it(live_api: Client, raw: str) -> None:
+    for endpoint in (TELEMETRY, f"{AGGREGATE}?bucket=1h&"):
+        joiner = "&" if endpoint.endswith("&") else "?"
+        url = f"{endpoint.rstrip('&?')}{joiner}end_time={raw}"
+        response = live_api.get(url)
+        assert response.status_code == 400, (url, response.content)
+        assert "end_time" in response.json()
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS, ids=repr)
+def test_no_parameter_of_any_endpoint_accepts_a_control_character(
+    live_api: Client, character: str
+) -> None:
+    unanswered = []
+    for endpoint in [*ENDPOINTS, "/api/schema/"]:
+        for parameter in [*PARAMETERS, "format", "unknown"]:
+            # A value that is otherwise valid for the parameter, the control character last.
+            value = {"limit": "10", "offset": "0", "bucket": "1h"}.get(parameter, "x")
+            response = live_api.get(endpoint, {"bucket": "1h", parameter: value + character})
+            named = response.status_code == 400 and parameter in response.json()
+            if not named:
+                unanswered.append(f"{endpoint} {parameter}: {response.status_code}")
+    assert not unanswered
+
+
+def test_a_control_character_in_a_parameter_name_is_refused_too(live_api: Client) -> None:
+    response = live_api.get(f"{TELEMETRY}?limit%00=10")
+    assert response.status_code == 400
+    assert list(response.json()) == ["limit\x00"]
+
+
+def test_a_bound_finer_than_a_microsecond_is_rounded_into_the_range(live_api: Client) -> None:
+    assert telemetry_count(live_api, start_time="2025-07-18T20:42:34.0000001Z") == 7
+    assert telemetry_count(live_api, start_time="2025-07-18T20:42:33.9999999Z") == 10
+    assert telemetry_count(live_api, end_time="2025-07-18T20:42:34.0000009Z") == 3
+    assert telemetry_count(live_api, end_time="2025-07-18T20:42:33.9999999Z") == 0
+
+
+def test_a_leap_second_bound_lies_between_its_neighbours(live_api: Client) -> None:
+    # 23:59:60 on 18 July 2025 never happened, but the grammar allows :60 at the end of any
+    # UTC day; here it sits after every sample, as the next day's first instant does.
+    assert telemetry_count(live_api, end_time="2025-07-18T23:59:60Z") == 10
+    assert telemetry_count(live_api, start_time="2025-07-18T23:59:60.5Z") == 0
+    assert telemetry_count(live_api, end_time="2025-07-18T20:59:60-03:00") == 10

@@ -19,7 +19,7 @@ AWKWARD_PASSWORD = "p@ss:w/rd#50%?"  # noqa: S105  (every character a URL gives 
 
 def connection_of(url: str) -> dict[str, object]:
     """What redis-py would connect with, and kombu's reading of the same URL."""
-    redis_view = redis_parse_url(url)
+    redis_view: dict[str, object] = redis_parse_url(url)  # type: ignore[no-untyped-call]
     kombu_view = kombu_parse_url(url)
     assert kombu_view["hostname"] == redis_view["host"]
     assert kombu_view["password"] == redis_view.get("password")
