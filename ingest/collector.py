@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingest import counters, dimensions, partitions
+from ingest import counters, dimensions, faults, partitions
 from ingest.chunks import Chunk, PayloadError
 from ingest.dcgm import ColumnLayout, HeaderError, ParsedChunk, parse_lines
 from ingest.dimensions import WorkloadKey
@@ -40,12 +40,46 @@ class CollectResult:
         return f"{self.chunk_id}: {self.outcome} rows={self.rows} rejected={self.rejected}"
 
 
+@dataclass(slots=True)
+class Delivery:
+    """One delivery of a chunk, as far as its attempt count goes.
+
+    An attempt is counted, and committed, before the chunk is processed, so a worker killed
+    by the chunk itself (out of memory, say) still leaves its mark. An outage met after that
+    (the database lost mid-COPY) is not the chunk's fault, and its count must be given back.
+    Writing the give-back at the moment of the outage would need the very database that is
+    down, so it travels instead: the task's retry message carries it as ``owed``, and the
+    next delivery settles it in the same statement that counts itself (``count_attempt``).
+    It needs no database at failure time and cannot be lost apart from the retry it rides on.
+    If that retry message is lost too (a broker losing its data during a database outage),
+    the streamer's re-publish comes without it, and that outage counts once: it takes
+    ``MAX_CHUNK_ATTEMPTS`` such double failures, not single ones, to dead-letter a chunk.
+    """
+
+    owed: int = 0  # counts an earlier delivery took for an outage, to give back
+    counted: bool = False  # this delivery's count (and the settling of ``owed``) committed
+
+    def owed_after_outage(self) -> int:
+        """What the retry after an outage owes back: this delivery's count, once it committed;
+        otherwise the earlier debt, still unsettled (the counting statement did not commit)."""
+        return 1 if self.counted else self.owed
+
+    def owed_after_failure(self) -> int:
+        """What the retry after a failure of the chunk's own owes: its count stands."""
+        return 0 if self.counted else self.owed
+
+
 class _AlreadyCommittedError(Exception):
     """Raised inside the transaction to roll it back when another delivery won the ledger."""
 
 
-def collect(payload: object) -> CollectResult:
-    """Commit the chunk in ``payload``, or recognise it as done, or dead-letter it."""
+def collect(payload: object, delivery: Delivery | None = None) -> CollectResult:
+    """Commit the chunk in ``payload``, or recognise it as done, or dead-letter it.
+
+    ``delivery`` is updated as the attempt is counted, so that a caller meeting an outage
+    knows what its retry owes back (see ``Delivery``).
+    """
+    delivery = Delivery() if delivery is None else delivery
     try:
         chunk = Chunk.from_payload(payload)
     except PayloadError as error:
@@ -53,7 +87,8 @@ def collect(payload: object) -> CollectResult:
     if IngestedChunk.objects.filter(pk=chunk.chunk_id).exists():
         return CollectResult(chunk.chunk_id, "duplicate")
 
-    attempt = count_attempt(chunk.chunk_id)
+    attempt = count_attempt(chunk.chunk_id, settling=delivery.owed)
+    delivery.counted = True
     if attempt.attempts > settings.MAX_CHUNK_ATTEMPTS:
         reason = f"failed {attempt.attempts - 1} times; last error: {attempt.last_error}"
         return dead_letter_chunk(chunk, payload, reason, attempt.attempts)
@@ -128,6 +163,7 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
             if not _claim_ledger(chunk, rows, len(rejected)):
                 raise _AlreadyCommittedError
             write_samples(batch)
+            faults.failure_point(faults.COLLECTOR_MID_COMMIT)
             RejectedRow.objects.bulk_create(
                 [
                     RejectedRow(
@@ -174,21 +210,24 @@ class Attempt:
     last_error: str
 
 
-def count_attempt(chunk_id: str) -> Attempt:
-    """Count one more delivery of ``chunk_id`` that started processing, committed at once.
+def count_attempt(chunk_id: str, *, settling: int = 0) -> Attempt:
+    """Count one more delivery of ``chunk_id`` that started processing, committed at once,
+    giving back ``settling`` counts earlier deliveries took for outages (never below one).
 
     The commit does not wait for the disk: a count lost with a crash of the database server
-    only delays a dead letter by one delivery, and waiting would cost every chunk a flush.
+    only delays a dead letter by one delivery (or, with a settling lost beside it, lets a
+    later delivery give back one count too many), and waiting would cost every chunk a flush.
     """
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
         cursor.execute(
             "INSERT INTO ingest_chunkattempt (chunk_id, attempts, last_error, updated_at) "
-            "VALUES (%s, 1, '', %s) ON CONFLICT (chunk_id) DO UPDATE "
-            "SET attempts = ingest_chunkattempt.attempts + 1, updated_at = excluded.updated_at "
+            "VALUES (%s, 1, '', %s) ON CONFLICT (chunk_id) DO UPDATE SET attempts = CASE "
+            "WHEN ingest_chunkattempt.attempts > %s THEN ingest_chunkattempt.attempts + 1 - %s "
+            "ELSE 1 END, updated_at = excluded.updated_at "
             "RETURNING attempts, last_error",
-            [chunk_id, timezone.now()],
+            [chunk_id, timezone.now(), settling, settling],
         )
         attempts, last_error = cursor.fetchone()
     return Attempt(attempts, last_error)

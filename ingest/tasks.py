@@ -23,7 +23,8 @@ from ingest import collector, partitions, streamer
 logger = logging.getLogger(__name__)
 
 # Failures of the infrastructure, not of the chunk: retried without limit (with backoff), and
-# never counted towards dead-lettering. The streamer re-publishing is the last line behind.
+# never counted towards dead-lettering (a count taken before the outage is given back, see
+# ``collector.Delivery``). The streamer re-publishing is the last line behind.
 INFRASTRUCTURE_ERRORS = (
     OperationalError,
     InterfaceError,
@@ -60,21 +61,29 @@ def stream(self: Task[Any, str], source_id: int, shard: int | None = None) -> st
     ignore_result=True,
     max_retries=None,
 )
-def collect(self: Task[Any, str], payload: object) -> str:
-    """Commit one chunk exactly once; retry outages, dead-letter what keeps failing."""
+def collect(self: Task[Any, str], payload: object, attempts_owed: int = 0) -> str:
+    """Commit one chunk exactly once; retry outages, dead-letter what keeps failing.
+
+    ``attempts_owed`` is set only on retries: attempt counts an earlier delivery took for an
+    outage, given back when this delivery counts itself (``collector.Delivery``).
+    """
+    delivery = collector.Delivery(owed=attempts_owed)
     try:
-        result = collector.collect(payload)
+        result = collector.collect(payload, delivery)
     except INFRASTRUCTURE_ERRORS as error:
         close_old_connections()  # a broken connection must not be reused by the retry
         countdown = backoff_seconds(self.request.retries)
         logger.warning("collect: infrastructure error, retry in %.1fs: %s", countdown, error)
-        raise self.retry(exc=error, countdown=countdown) from error
+        owed = {"attempts_owed": delivery.owed_after_outage()}
+        raise self.retry(exc=error, countdown=countdown, kwargs=owed) from error
     except Exception as error:
         # A failure of this chunk's own making: counted (count_attempt) and retried, until
         # the attempt limit turns the next delivery into a dead letter.
         logger.exception("collect: chunk failed")
         _note_failure(payload, error)
-        raise self.retry(exc=error, countdown=backoff_seconds(self.request.retries)) from error
+        countdown = backoff_seconds(self.request.retries)
+        owed = {"attempts_owed": delivery.owed_after_failure()}
+        raise self.retry(exc=error, countdown=countdown, kwargs=owed) from error
     logger.info("collect %s", result)
     return str(result)
 

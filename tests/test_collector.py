@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
+from django.db import OperationalError
 from pytest_django.fixtures import Settings
 
-from ingest import collector
+from ingest import collector, faults
 from ingest.chunks import Chunk
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Sample
 from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
@@ -105,6 +106,64 @@ def test_rows_older_than_retention_are_rejected_with_that_reason(
     assert (result.rows, result.rejected) == (0, 5)
     reasons = set(RejectedRow.objects.values_list("reason", flat=True))
     assert reasons == {"timestamp is older than the 30-day retention"}
+
+
+@pytest.fixture
+def outage_mid_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database seems lost mid-commit on the next three deliveries of any chunk."""
+    monkeypatch.setattr(faults, "_passes", {})
+    monkeypatch.setenv("TELEMETRY_FAULT", faults.COLLECTOR_MID_COMMIT)
+    monkeypatch.setenv("TELEMETRY_FAULT_TIMES", "3")
+
+
+def attempts_of(chunk: Chunk) -> int:
+    return ChunkAttempt.objects.values_list("attempts", flat=True).get(pk=chunk.chunk_id)
+
+
+@pytest.mark.usefixtures(outage_mid_commit.__name__)
+def test_an_outage_after_the_attempt_is_counted_is_given_back_by_the_next_delivery(
+    settings: Settings,
+) -> None:
+    settings.MAX_CHUNK_ATTEMPTS = 1
+    chunk = make_chunk(LINES[1:6])
+    delivery = collector.Delivery()
+    counts = []
+    for _ in range(3):  # each delivery counted, then met the outage
+        with pytest.raises(OperationalError, match="fault injected"):
+            collector.collect(chunk.to_payload(), delivery)
+        counts.append(attempts_of(chunk))
+        delivery = collector.Delivery(owed=delivery.owed_after_outage())
+
+    result = collector.collect(chunk.to_payload(), delivery)
+
+    assert counts == [1, 1, 1]
+    assert (result.outcome, result.rows) == ("committed", 5)
+    assert not DeadLetter.objects.exists()
+    assert not ChunkAttempt.objects.exists()
+
+
+@pytest.mark.usefixtures(outage_mid_commit.__name__)
+def test_a_delivery_that_never_reports_back_keeps_its_count(settings: Settings) -> None:
+    # A worker killed by the chunk (out of memory) sends no retry: its message comes back as
+    # it was, owing nothing, and the count it took stands.
+    settings.MAX_CHUNK_ATTEMPTS = 1
+    chunk = make_chunk(LINES[1:6])
+    with pytest.raises(OperationalError):
+        collector.collect(chunk.to_payload(), collector.Delivery())
+
+    result = collector.collect(chunk.to_payload(), collector.Delivery())
+
+    assert result.outcome == "dead-letter"
+    assert DeadLetter.objects.get().attempts == 2
+
+
+def test_a_debt_whose_counting_never_committed_is_still_owed() -> None:
+    unsettled = collector.Delivery(owed=1)
+    assert unsettled.owed_after_outage() == 1
+    assert unsettled.owed_after_failure() == 1
+    settled = collector.Delivery(owed=1, counted=True)
+    assert settled.owed_after_outage() == 1  # its own count, this time
+    assert settled.owed_after_failure() == 0
 
 
 @pytest.mark.integration

@@ -11,8 +11,9 @@ import redis
 from django.core.management import call_command
 from django.db.models import Sum
 
+from ingest import faults
 from ingest.chunks import Chunk
-from ingest.models import Gpu, IngestedChunk, Metric, StreamSource
+from ingest.models import ChunkAttempt, DeadLetter, Gpu, IngestedChunk, Metric, StreamSource
 from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
 from telemetry_project.celery import app
 from tests.conftest import REFERENCE_CSV, WorkerFactory, wait_for
@@ -100,6 +101,44 @@ def test_the_same_collect_message_delivered_twice_writes_its_rows_once(
     assert "duplicate" in collector.output()
     assert sample_count() == 100
     assert IngestedChunk.objects.get().rows_committed == 100
+
+
+def test_outages_after_the_attempt_is_counted_never_dead_letter_the_chunk(
+    workers: WorkerFactory,
+) -> None:
+    # More outages in a row than the attempt limit, each after the attempt was counted and
+    # the samples written: the chunk must still commit, whole, once the database is back.
+    limit, outages = 2, 5
+    collector = workers.collector(
+        extra_env={
+            "TELEMETRY_FAULT": faults.COLLECTOR_MID_COMMIT,
+            "TELEMETRY_FAULT_TIMES": str(outages),
+            "MAX_CHUNK_ATTEMPTS": str(limit),
+        }
+    )
+    source = StreamSource.objects.create(name="outage", location=str(REFERENCE_CSV))
+    lines = REFERENCE_CSV.read_bytes().split(b"\n")
+    header, body = lines[0], b"\n".join(lines[1:101]) + b"\n"
+    chunk = Chunk(
+        chunk_id=f"{source.pk}:0:1:{len(header) + 1}",
+        source_id=source.pk,
+        first_line=2,
+        line_count=100,
+        columns=tuple(header.decode().split(",")),
+        stamp=None,
+        data=body,
+    )
+
+    app.send_task(COLLECT_TASK, args=[chunk.to_payload()], queue=COLLECT_QUEUE)
+
+    wait_for(lambda: IngestedChunk.objects.exists(), 120, what="the chunk to commit")
+    assert collector.output().count("infrastructure error, retry in") == outages
+    ledger = IngestedChunk.objects.get()
+    assert (ledger.rows_committed, ledger.dead_lettered) == (100, False)
+    assert not DeadLetter.objects.exists()
+    assert not ChunkAttempt.objects.exists()
+    assert sample_count() == 100
+    assert Gpu.objects.aggregate(total=Sum("sample_count"))["total"] == 100
 
 
 @pytest.mark.parametrize("fault", ["streamer-after-record", "streamer-after-publish"])
