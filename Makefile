@@ -18,6 +18,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# The development run may stream from servers on this machine (127.0.0.0/8), which the fetch
+# policy refuses by default; a SOURCE_URL_ALLOW already in the environment wins.
+run: export SOURCE_URL_ALLOW ?= 127.0.0.0/8
 run: $(VENV)/.installed  ## the whole pipeline: web, beat, streamer, collector (embedded unless DATABASE_URL/REDIS_URL)
 	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
 	DJANGO_DEBUG=1 $(PY) manage.py add_source sample $(SAMPLE_CSV) --loop --batch-size 100 --interval 2 --if-missing

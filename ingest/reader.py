@@ -6,9 +6,10 @@ requests; a server that ignores Range is read from the start and the prefix disc
 
 Every open goes through the source policy (``ingest.sources``): a file must be a regular file
 under ``STREAM_SOURCE_DIRS`` and a URL must be http(s), checked at each read rather than only
-when the source was registered. URLs are read with ``STREAM_SOURCE_HTTP_TIMEOUT_SECONDS`` and
-refused beyond ``STREAM_SOURCE_MAX_BYTES``, so a hostile or broken server can neither hang a
-streamer nor feed it forever.
+when the source was registered. URLs are fetched through ``ingest.fetch`` (only addresses the
+policy allows), with ``STREAM_SOURCE_HTTP_TIMEOUT_SECONDS`` and refused beyond
+``STREAM_SOURCE_MAX_BYTES``, so a hostile or broken server can neither hang a streamer nor
+feed it forever.
 """
 
 from __future__ import annotations
@@ -16,21 +17,15 @@ from __future__ import annotations
 import http.client
 import io
 import itertools
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import IO
 
 from django.conf import settings
 
-from ingest import sources
+from ingest import fetch, sources
 from ingest.dcgm import ColumnLayout, HeaderError
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
 
 BLOCK_SIZE = 1 << 20
 # A chunk ends at a line boundary once it holds this many bytes (checked per block read, so
@@ -81,66 +76,45 @@ def open_at(location: str, position: int) -> Iterator[IO[bytes]]:
             with sources.open_source_file(target) as stream:
                 stream.seek(position)
                 yield stream
-    except sources.LocationRefusedError as error:
+    except (sources.LocationRefusedError, fetch.AddressRefusedError) as error:
         raise SourceError(str(error)) from None
+    except fetch.TooLargeError as error:
+        size = (
+            "sent more bytes than allowed"
+            if error.announced is None
+            else (f"is {error.announced} bytes")
+        )
+        raise SourceError(_too_large(location, size)) from None
     except (OSError, http.client.HTTPException) as error:
         raise SourceError(f"cannot read {location}: {error}") from error
 
 
-class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
-    """Follows redirects to http(s) only: urllib's own handler would also follow ftp://."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if urlsplit(newurl).scheme.lower() not in sources.URL_SCHEMES:
-            raise urllib.error.HTTPError(
-                req.full_url, code, f"redirect to {newurl!r} refused: not http(s)", headers, fp
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _url_opener() -> urllib.request.OpenerDirector:
-    """An opener with http(s) handlers only (no file://, ftp:// or data: handler at all)."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.UnknownHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        _HttpRedirectsOnly(),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
-
-
 @contextmanager
 def _open_url(url: str, position: int) -> Iterator[IO[bytes]]:
-    """The URL's bytes from ``position``, refused when the source exceeds the size cap."""
-    cap = settings.STREAM_SOURCE_MAX_BYTES
-    request = urllib.request.Request(url, headers={"Range": f"bytes={position}-"})  # noqa: S310
-    timeout = settings.STREAM_SOURCE_HTTP_TIMEOUT_SECONDS
-    with _url_opener().open(request, timeout=timeout) as response:
-        partial = response.status == 206
-        total = _announced_size(response, position if partial else 0)
-        if cap and total is not None and total > cap:
+    """The URL's bytes from ``position``, refused when the source exceeds the size cap.
+
+    The cap is on the whole source: a server that honours the Range request (206) may send
+    the cap less ``position``; one that ignores it (200) sends from byte 0, up to the cap.
+    """
+    cap = settings.STREAM_SOURCE_MAX_BYTES or None
+    with fetch.open_url(
+        url,
+        timeout=settings.STREAM_SOURCE_HTTP_TIMEOUT_SECONDS,
+        headers={"Range": f"bytes={position}-"},
+        max_bytes=cap,
+    ) as response:
+        start = position if response.status == 206 else 0
+        total = _announced_size(response, start)
+        if cap is not None and total is not None and total > cap:
             raise SourceError(_too_large(url, f"is {total} bytes"))
-        raw = _CappedResponse(response, url, position if partial else 0, cap)
-        with io.BufferedReader(raw, BLOCK_SIZE) as stream:
-            if position and not partial:
+        response.max_bytes = None if cap is None else cap - start
+        with io.BufferedReader(response, BLOCK_SIZE) as stream:
+            if position and not start:
                 _discard(stream, position)
             yield stream
 
 
-def _announced_size(response: http.client.HTTPResponse, start: int) -> int | None:
+def _announced_size(response: fetch.Response, start: int) -> int | None:
     """The whole source's size as the server states it (Content-Range, else Content-Length)."""
     content_range = response.headers.get("Content-Range", "")
     total = content_range.rpartition("/")[2].strip()
@@ -155,31 +129,6 @@ def _too_large(url: str, size: str) -> str:
         f"{url} {size}, more than STREAM_SOURCE_MAX_BYTES "
         f"({settings.STREAM_SOURCE_MAX_BYTES}); raise that setting to read it"
     )
-
-
-class _CappedResponse(io.RawIOBase):
-    """A response body that fails once the source's offset passes the size cap.
-
-    The check counts bytes actually received, so a server that sends no Content-Length, or
-    a wrong one, is still stopped at the cap.
-    """
-
-    def __init__(self, response: http.client.HTTPResponse, url: str, offset: int, cap: int) -> None:
-        super().__init__()
-        self._response = response
-        self._url = url
-        self._offset = offset
-        self._cap = cap
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        count = self._response.readinto(buffer)
-        self._offset += count
-        if self._cap and self._offset > self._cap:
-            raise SourceError(_too_large(self._url, "sent more bytes than allowed"))
-        return count
 
 
 def _discard(stream: IO[bytes], count: int) -> None:

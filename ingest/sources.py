@@ -7,6 +7,8 @@ if they are regular files (a FIFO or a device would hang or stream forever); URL
 http or https. ``check_location`` is that one policy, used when a source is registered (the
 admin form, ``add_source``, ``import_csv``) and again by the reader every time it opens a
 source, so a location edited in the database or a symlink swapped later is still refused.
+Which addresses a URL may reach is ``ingest.fetch``'s policy, applied at every fetch (and, as
+a courtesy, at registration).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import F
 
+from ingest import fetch
 from ingest.models import StreamCursor, StreamSource
 
 URL_SCHEMES = ("http", "https")
@@ -137,11 +140,29 @@ def validate_location(location: str) -> str:
     Files are stored by their real path, so what is registered is what was checked.
     """
     try:
-        return check_location(location)
+        checked = check_location(location)
     except LocationRefusedError as error:
         raise ValidationError(str(error)) from None
     except OSError as error:
         raise ValidationError(f"{location} is not a readable file ({error.strerror})") from None
+    if is_url(checked):
+        _check_url_addresses(checked)
+    return checked
+
+
+def _check_url_addresses(url: str) -> None:
+    """Refuse a URL whose host the fetch policy refuses, as far as it resolves from here.
+
+    Only a courtesy to whoever registers it: the host may resolve elsewhere (an edge site's
+    streamers) or differently later, so the check that matters is the one made at every fetch.
+    A host that does not resolve here is accepted for that reason.
+    """
+    try:
+        fetch.allowed_addresses(url)
+    except fetch.AddressRefusedError as error:
+        raise ValidationError(str(error)) from None
+    except (OSError, UnicodeError):
+        pass  # unresolvable from here: the streamers decide
 
 
 def _inside(path: Path, folders: list[Path]) -> bool:

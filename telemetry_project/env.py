@@ -8,10 +8,19 @@ is refused, since two sources for one secret is a deployment mistake.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_HOST_NAME = re.compile(
+    r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*", re.ASCII
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -79,3 +88,44 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class HostRules:
+    """Address ranges (CIDR) and exact host names, as a comma-separated setting lists them."""
+
+    networks: tuple[IPNetwork, ...] = ()
+    names: frozenset[str] = frozenset()
+
+    def matches(self, host: str, address: IPAddress) -> bool:
+        """Whether the URL's ``host`` is listed by name, or ``address`` lies in a range."""
+        if normal_host_name(host) in self.names:
+            return True
+        return any(
+            address.version == network.version and address in network for network in self.networks
+        )
+
+
+def normal_host_name(host: str) -> str:
+    """A host name as rules compare it: lower case, without a final dot."""
+    return host.lower().removesuffix(".")
+
+
+def env_host_rules(name: str) -> HostRules:
+    """CIDR ranges (``10.0.0.0/8``, ``fd00::/8``, a single ``192.0.2.7``) and host names
+    (``exporter.example.com``, matched exactly), comma-separated."""
+    networks: list[IPNetwork] = []
+    names: set[str] = set()
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+            continue
+        except ValueError:
+            pass
+        host = normal_host_name(item)
+        if not _HOST_NAME.fullmatch(host):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is neither a CIDR range (10.0.0.0/8, fd00::/8) nor a host name"
+            )
+        names.add(host)
+    return HostRules(tuple(networks), frozenset(names))

@@ -19,6 +19,7 @@ from yarl import URL
 from telemetry_project.env import (
     env_bool,
     env_float,
+    env_host_rules,
     env_int,
     env_list,
     env_secret,
@@ -272,6 +273,12 @@ STREAM_SOURCE_DIRS = env_list("STREAM_SOURCE_DIRS", [str(BASE_DIR / "data"), str
 # An http(s) source larger than this (Content-Length, or bytes actually read) is refused, so
 # an endless or huge response cannot run a streamer forever (0 = no cap).
 STREAM_SOURCE_MAX_BYTES = env_int("STREAM_SOURCE_MAX_BYTES", 20 << 30, minimum=0)
+# Addresses an http(s) source may reach (ingest.fetch). Loopback, link-local (cloud metadata at
+# 169.254.169.254), multicast and unspecified addresses are refused unless SOURCE_URL_ALLOW
+# lists them; SOURCE_URL_DENY refuses more, and wins over everything. Private ranges are
+# allowed: exporters live there. Both are comma-separated CIDR ranges and host names.
+SOURCE_URL_ALLOW = env_host_rules("SOURCE_URL_ALLOW")
+SOURCE_URL_DENY = env_host_rules("SOURCE_URL_DENY")
 # Connect and per-read timeout for http(s) sources: a stalled server fails the tick instead
 # of holding a streamer (and its cursor lock) indefinitely.
 STREAM_SOURCE_HTTP_TIMEOUT_SECONDS = env_float(

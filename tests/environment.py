@@ -23,6 +23,8 @@ TEST_ENVIRONMENT = {
     # The suite imports the 2025 reference export with its own timestamps; the tests of
     # retention set a window themselves.
     "RETENTION_DAYS": "0",
+    # Tests serve http(s) sources from local servers, which the fetch policy refuses by default.
+    "SOURCE_URL_ALLOW": "127.0.0.0/8",
 }
 
 for name, value in TEST_ENVIRONMENT.items():
