@@ -89,9 +89,9 @@ def add_gpu_samples(batch: SampleBatch) -> None:
 def remove_samples(counts: Mapping[tuple[int, int], int]) -> None:
     """Subtract dropped samples, by (gpu id, metric id), from the GPU and metric counters.
 
-    Called on PostgreSQL after a partition is detached, so ``first_seen`` is recomputed from
-    the samples that remain (one indexed probe per GPU); a GPU left with none has no first
-    or last time.
+    Called once the samples are gone (a partition detached on PostgreSQL, rows deleted on
+    SQLite), so ``first_seen`` is recomputed from the samples that remain (one indexed probe
+    per GPU); a GPU left with none has no first or last time.
     """
     per_gpu: Counter[int] = Counter()
     per_metric: Counter[str] = Counter()
@@ -113,10 +113,10 @@ def remove_samples(counts: Mapping[tuple[int, int], int]) -> None:
             parameters,
         )
         cursor.execute(
-            "UPDATE ingest_gpu SET first_seen = ("
+            "UPDATE ingest_gpu SET first_seen = ("  # noqa: S608  (placeholders only)
             "  SELECT min(s.timestamp) FROM ingest_sample s WHERE s.gpu_id = ingest_gpu.id"
             "), last_seen = CASE WHEN sample_count > 0 THEN last_seen END "
-            "WHERE id = ANY(%s)",
-            [ids],
+            f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
+            ids,
         )
     add_tallies(per_metric, stripe=0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import kombu.exceptions
@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
-from ingest import collector, partitions, streamer
+from ingest import collector, partitions, retention, streamer
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +97,8 @@ def _note_failure(payload: object, error: BaseException) -> None:
 
 @shared_task(name="ingest.maintain_partitions", ignore_result=True)
 def maintain_partitions() -> str:
-    """Make sure partitions cover the coming days; drop those wholly past retention."""
-    today = timezone.now().date()
+    """Make sure partitions cover the coming days; apply retention (``ingest.retention``)."""
+    now = timezone.now()
     ahead = settings.PARTITIONS_AHEAD_DAYS
-    partitions.ensure_partitions(today + timedelta(days=offset) for offset in range(ahead + 1))
-    retention_days = settings.RETENTION_DAYS
-    dropped: list[str] = []
-    if retention_days:
-        cutoff: date = today - timedelta(days=retention_days)
-        dropped = partitions.drop_partitions_before(cutoff)
-    return f"partitions ensured through +{ahead} days; dropped {dropped}"
+    partitions.ensure_partitions(now.date() + timedelta(days=offset) for offset in range(ahead + 1))
+    return f"partitions ensured through +{ahead} days; {retention.enforce(now)}"
