@@ -134,6 +134,26 @@ class WorkerFactory:
             worker.terminate(timeout=30)
 
 
+SERVICE_VARIABLES = ("DATABASE_URL", "DATABASE_URL_FILE", "DB_HOST")
+
+
+def run_on_embedded_database(script: str, var_dir: Path, *args: str) -> str:
+    """Run ``script`` (after ``django.setup()``) in a child process on the embedded settings:
+    SQLite under ``var_dir``. Settings, and so the database, are read once per process.
+
+    Returns the last line the script printed; fails the test if it exits non-zero.
+    """
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(DJANGO_SETTINGS_MODULE="telemetry_project.settings", TELEMETRY_VAR_DIR=str(var_dir))
+    code = f"import django\ndjango.setup()\n{script}"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1]
+
+
 def database_url_for_workers() -> str:
     """The URL of the database pytest-django created, for processes outside this one."""
     db = connection.settings_dict

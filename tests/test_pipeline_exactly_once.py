@@ -45,6 +45,24 @@ def assert_reference_committed_once() -> None:
     assert duplicate_samples() == 0
 
 
+def first_hundred_reference_rows(source_name: str) -> Chunk:
+    """The chunk a streamer would publish first for the reference export, 100 lines long."""
+    source = StreamSource.objects.create(
+        name=source_name, location=str(REFERENCE_CSV), scheduled=False
+    )
+    lines = REFERENCE_CSV.read_bytes().split(b"\n")
+    header, body = lines[0], b"\n".join(lines[1:101]) + b"\n"
+    return Chunk(
+        chunk_id=f"{source.pk}:0:1:{len(header) + 1}",
+        source_id=source.pk,
+        first_line=2,
+        line_count=100,
+        columns=tuple(header.decode().split(",")),
+        stamp=None,
+        data=body,
+    )
+
+
 def test_reference_csv_streamed_once_commits_every_row_exactly_once(
     workers: WorkerFactory,
 ) -> None:
@@ -81,18 +99,7 @@ def test_the_same_collect_message_delivered_twice_writes_its_rows_once(
     workers: WorkerFactory,
 ) -> None:
     collector = workers.collector()
-    source = StreamSource.objects.create(name="twice", location=str(REFERENCE_CSV), scheduled=False)
-    lines = REFERENCE_CSV.read_bytes().split(b"\n")
-    header, body = lines[0], b"\n".join(lines[1:101]) + b"\n"
-    chunk = Chunk(
-        chunk_id=f"{source.pk}:0:1:{len(header) + 1}",
-        source_id=source.pk,
-        first_line=2,
-        line_count=100,
-        columns=tuple(header.decode().split(",")),
-        stamp=None,
-        data=body,
-    )
+    chunk = first_hundred_reference_rows("twice")
 
     for _ in range(2):
         app.send_task(COLLECT_TASK, args=[chunk.to_payload()], queue=COLLECT_QUEUE)
@@ -116,18 +123,7 @@ def test_outages_after_the_attempt_is_counted_never_dead_letter_the_chunk(
             "MAX_CHUNK_ATTEMPTS": str(limit),
         }
     )
-    source = StreamSource.objects.create(name="outage", location=str(REFERENCE_CSV))
-    lines = REFERENCE_CSV.read_bytes().split(b"\n")
-    header, body = lines[0], b"\n".join(lines[1:101]) + b"\n"
-    chunk = Chunk(
-        chunk_id=f"{source.pk}:0:1:{len(header) + 1}",
-        source_id=source.pk,
-        first_line=2,
-        line_count=100,
-        columns=tuple(header.decode().split(",")),
-        stamp=None,
-        data=body,
-    )
+    chunk = first_hundred_reference_rows("outage")
 
     app.send_task(COLLECT_TASK, args=[chunk.to_payload()], queue=COLLECT_QUEUE)
 

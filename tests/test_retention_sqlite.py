@@ -10,9 +10,6 @@ committed through the collector, and reports what it found as JSON.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,10 +23,9 @@ from ingest import retention
 from ingest.models import Gpu, Sample, Tally
 from ingest.tasks import maintain_partitions
 from tests.api_data import load_csv
-from tests.conftest import REPO
+from tests.conftest import run_on_embedded_database
 from tests.test_retention import write_days
 
-SERVICE_VARIABLES = ("DATABASE_URL", "DATABASE_URL_FILE", "DB_HOST")
 DAYS = 10
 BATCH_ROWS = 7  # small, so every GPU's expired rows take several transactions
 
@@ -90,19 +86,12 @@ def expire_on_this_database(csv_path: str) -> dict[str, Any]:
 def run_on_sqlite(tmp_path: Path) -> dict[str, Any]:
     csv_path = tmp_path / "days.csv"
     write_days(csv_path, DAYS)
-    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
-    env.update(DJANGO_SETTINGS_MODULE="telemetry_project.settings", TELEMETRY_VAR_DIR=str(tmp_path))
     script = (
-        "import json, sys, django; django.setup()\n"
+        "import json, sys\n"
         "from tests.test_retention_sqlite import expire_on_this_database\n"
         "print(json.dumps(expire_on_this_database(sys.argv[1]), default=str))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(csv_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    report: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    report: dict[str, Any] = json.loads(run_on_embedded_database(script, tmp_path, str(csv_path)))
     return report
 
 

@@ -25,7 +25,6 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.test import Client
-from django.urls import reverse
 from pytest_django.fixtures import Settings
 
 from ingest import fetch
@@ -34,6 +33,7 @@ from ingest.reader import SourceError, open_at
 from ingest.streamer import stream_tick
 from telemetry_project.env import HostRules, env_host_rules
 from tests.test_broker_and_database_tls import openssl
+from tests.test_source_locations import add_source_in_the_admin
 
 PUBLIC_NAME = "telemetry.example.com"
 OTHER_NAME = "other.example.com"
@@ -155,9 +155,10 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Answers:
     """Names the test maps to answers; each lookup takes the next answer (the last repeats),
     an answer being comma-separated addresses.
 
-    Every lookup is recorded under ``"lookups"``; other names resolve as usual.
+    Both public-looking names answer 127.0.0.1 (where the test servers listen) unless a test
+    says otherwise. Every lookup is recorded under ``"lookups"``; other names resolve as usual.
     """
-    answers: Answers = {"lookups": []}
+    answers: Answers = {"lookups": [], PUBLIC_NAME: ["127.0.0.1"], OTHER_NAME: ["127.0.0.1"]}
     real = socket.getaddrinfo
 
     def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
@@ -181,24 +182,29 @@ def read_all(url: str) -> bytes:
         return stream.read()
 
 
+def assert_refused_before_any_request(server: Server, url: str, reason: str) -> None:
+    """Reading ``url`` fails with ``reason`` (a pattern), and ``server`` received nothing."""
+    with pytest.raises(SourceError, match=reason):
+        read_all(url)
+    assert server.requests == []
+
+
 def test_a_public_looking_name_resolving_to_loopback_is_refused_before_connecting(
     http_server: Server, resolver: Answers, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = NOTHING
-    resolver[PUBLIC_NAME] = ["127.0.0.1"]
 
-    with pytest.raises(
-        SourceError, match=r"telemetry\.example\.com \(127\.0\.0\.1\) is a loopback"
-    ):
-        read_all(f"http://{PUBLIC_NAME}:{http_server.port}/dcgm.csv")
-    assert http_server.requests == []
+    assert_refused_before_any_request(
+        http_server,
+        f"http://{PUBLIC_NAME}:{http_server.port}/dcgm.csv",
+        re.escape(f"{PUBLIC_NAME} (127.0.0.1) is a loopback address"),
+    )
 
 
 def test_an_allowed_address_is_connected_to_by_number_and_asked_by_name(
     http_server: Server, resolver: Answers, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = LOOPBACK
-    resolver[PUBLIC_NAME] = ["127.0.0.1"]
 
     body = read_all(f"http://{PUBLIC_NAME}:{http_server.port}/dcgm.csv")
 
@@ -257,13 +263,8 @@ def test_the_admin_form_says_why_a_metadata_url_is_refused(
     admin_client: Client, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = NOTHING
-    form = {"name": "metadata", "location": "http://169.254.169.254/latest/meta-data/",
-            "site": "default", "batch_size": 500, "interval_seconds": 10, "pace": "paced",
-            "timestamp_mode": "processing", "shards": 1, "enabled": "on", "scheduled": "on",
-            "cursors-TOTAL_FORMS": 0, "cursors-INITIAL_FORMS": 0}  # fmt: skip
-    shown = admin_client.post(reverse("admin:ingest_streamsource_add"), form)
-    assert shown.status_code == 200
-    assert "is a link-local address, which sources may not reach" in shown.content.decode()
+    shown = add_source_in_the_admin(admin_client, "http://169.254.169.254/latest/meta-data/")
+    assert "is a link-local address, which sources may not reach" in shown
     assert not StreamSource.objects.exists()
 
 
@@ -301,7 +302,6 @@ def test_deny_wins_over_allow_by_name_and_by_range(
     http_server: Server, resolver: Answers, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = LOOPBACK
-    resolver[PUBLIC_NAME] = ["127.0.0.1"]
     resolver["exporter.cluster.local"] = ["10.4.5.6"]
     settings.SOURCE_URL_DENY = HostRules(
         networks=(ipaddress.ip_network("10.0.0.0/8"),), names=frozenset({PUBLIC_NAME})
@@ -318,7 +318,6 @@ def test_allowing_a_host_name_allows_only_that_name(
     http_server: Server, resolver: Answers, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = HostRules(names=frozenset({PUBLIC_NAME}))
-    resolver[PUBLIC_NAME] = ["127.0.0.1"]
 
     assert read_all(f"http://{PUBLIC_NAME}:{http_server.port}/a.csv") == BODY
     with pytest.raises(SourceError, match=LOOPBACK_REFUSED):
@@ -335,7 +334,6 @@ def test_a_redirect_to_a_refused_address_is_refused(
     redirecting_server: Server, resolver: Answers, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = HostRules(names=frozenset({PUBLIC_NAME}))
-    resolver[PUBLIC_NAME] = ["127.0.0.1"]
 
     with pytest.raises(SourceError, match=LOOPBACK_REFUSED):
         read_all(f"http://{PUBLIC_NAME}:{redirecting_server.port}/dcgm.csv")
@@ -383,7 +381,6 @@ def test_https_names_the_host_in_sni_and_checks_its_certificate_while_connecting
     https_server: Server, resolver: Answers, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = LOOPBACK
-    resolver[PUBLIC_NAME] = ["127.0.0.1"]
 
     body = read_all(f"https://{PUBLIC_NAME}:{https_server.port}/dcgm.csv")
 
@@ -396,18 +393,18 @@ def test_https_to_a_name_the_certificate_does_not_carry_fails_verification(
     https_server: Server, resolver: Answers, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = LOOPBACK
-    resolver[OTHER_NAME] = ["127.0.0.1"]
 
-    with pytest.raises(SourceError, match="certificate verify failed"):
-        read_all(f"https://{OTHER_NAME}:{https_server.port}/dcgm.csv")
-    assert https_server.requests == []
+    assert_refused_before_any_request(
+        https_server,
+        f"https://{OTHER_NAME}:{https_server.port}/dcgm.csv",
+        "certificate verify failed",
+    )
 
 
 def test_fetching_is_one_function_other_clients_can_reuse(
     http_server: Server, resolver: Answers, settings: Settings
 ) -> None:
     settings.SOURCE_URL_ALLOW = LOOPBACK
-    resolver[PUBLIC_NAME] = ["127.0.0.1"]
     url = f"http://{PUBLIC_NAME}:{http_server.port}/metrics"
 
     with fetch.open_url(url, timeout=5, headers={"Accept": "text/plain"}) as response:

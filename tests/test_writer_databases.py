@@ -14,9 +14,6 @@ without affinity would keep it, but Django declares FloatField as ``real``).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -27,11 +24,10 @@ from django.db import transaction
 from ingest import partitions
 from ingest.models import Sample
 from ingest.writer import SampleBatch, write_samples
-from tests.conftest import REPO
+from tests.conftest import run_on_embedded_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SERVICE_VARIABLES = ("DATABASE_URL", "DATABASE_URL_FILE", "DB_HOST")
 INDIA = timezone(timedelta(hours=5, minutes=30))
 PACIFIC = timezone(timedelta(hours=-8))
 
@@ -128,10 +124,8 @@ def expected() -> Stored:
 
 
 def write_and_read_on_sqlite(var_dir: Path) -> Stored:
-    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
-    env.update(DJANGO_SETTINGS_MODULE="telemetry_project.settings", TELEMETRY_VAR_DIR=str(var_dir))
     script = (
-        "import json, django; django.setup()\n"
+        "import json\n"
         "from django.core.management import call_command\n"
         "from django.db import connection\n"
         "call_command('migrate', verbosity=0)\n"
@@ -139,12 +133,7 @@ def write_and_read_on_sqlite(var_dir: Path) -> Stored:
         "from tests.test_writer_databases import write_and_read\n"
         "print(json.dumps(write_and_read()))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    stored: Stored = json.loads(result.stdout.splitlines()[-1])
+    stored: Stored = json.loads(run_on_embedded_database(script, var_dir))
     return stored
 
 
