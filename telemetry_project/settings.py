@@ -219,6 +219,14 @@ else:
         CELERY_BROKER_USE_SSL: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
         if env_str("REDIS_TLS_CA_FILE"):
             CELERY_BROKER_USE_SSL["ssl_ca_certs"] = env_str("REDIS_TLS_CA_FILE")
+# kombu's transports, subclassed so that a message that cannot be decoded becomes a dead
+# letter instead of stopping the worker, and the filesystem's hand-over is atomic.
+CELERY_BROKER_TRANSPORT = (
+    "ingest.filesystem_broker:Transport"
+    if BROKER_IS_FILESYSTEM
+    else "ingest.undecodable:RedisTransport"
+)
+CELERY_WORKER_CONSUMER = "ingest.undecodable:DeadLetteringConsumer"
 
 # Delivery settings: see DESIGN.md "Delivery semantics". A task is acked only after it has
 # committed (or dead-lettered) its chunk; a killed worker's message is redelivered.

@@ -2,47 +2,32 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import REFERENCE_CSV, REPO, wait_for
+from tests.conftest import REFERENCE_CSV, wait_for
+from tests.embedded import (
+    answers,
+    embedded_environment,
+    free_port,
+    manage,
+    start_pipeline,
+    stats,
+    stop_pipeline,
+)
 
 pytestmark = pytest.mark.integration
-
-SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DB_HOST")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 def embedded_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-    env.update(DJANGO_DEBUG="1", TELEMETRY_VAR_DIR=str(tmp_path / "var"), LOG_LEVEL="INFO")
-    return env
-
-
-def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return embedded_environment(tmp_path / "var")
 
 
 @pytest.fixture
@@ -51,29 +36,9 @@ def pipeline(
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     manage(embedded_env, "migrate", "--noinput")
     port = free_port()
-    log = tmp_path / "run_pipeline.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_pipeline", "--port", str(port)],
-            cwd=REPO, env=embedded_env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    process = start_pipeline(embedded_env, port, tmp_path / "run_pipeline.log")
     yield port, process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-
-
-def stats(port: int) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5) as reply:
-        return dict(json.load(reply))
-
-
-def answers(port: int) -> bool:
-    try:
-        stats(port)
-    except OSError:
-        return False
-    return True
+    stop_pipeline(process)
 
 
 def test_embedded_mode_imports_the_reference_exactly_then_streams_a_looping_source(

@@ -1,0 +1,74 @@
+"""Helpers for tests of the embedded default: SQLite and the filesystem transport in a tmp
+var directory, the project's commands run as their own processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import REPO
+
+SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DB_HOST")
+
+
+def embedded_environment(var_dir: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without the services, so settings fall back to embedded."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    env.update(DJANGO_DEBUG="1", TELEMETRY_VAR_DIR=str(var_dir), LOG_LEVEL="INFO", **extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_pipeline(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``manage.py run_pipeline`` (what ``make run`` starts), its output in ``log``."""
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "run_pipeline", "--port", str(port)],
+            cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def stop_pipeline(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def stats(port: int) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5) as reply:
+        return dict(json.load(reply))
+
+
+def answers(port: int) -> bool:
+    try:
+        stats(port)
+    except OSError:
+        return False
+    return True
+
+
+def query(var_dir: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows from the embedded SQLite database, read beside the running processes."""
+    with sqlite3.connect(var_dir / "telemetry.sqlite3", timeout=30) as database:
+        return list(database.execute(sql))
