@@ -2,8 +2,10 @@
 
 This is what ``make run`` starts. Each role is its own OS process, exactly as in production
 (no eager mode, no threads pretending to be workers); their output is relayed line by line
-with the role's name in front. SIGINT or SIGTERM stops them all (workers finish their chunk);
-if any process dies, the others are stopped and the command fails.
+with the role's name in front. A process that exits on its own is started again after a
+backoff (1 s, doubling up to 30 s, and back to 1 s once it has stayed up for a minute), with
+a line saying which role exited, with what status, and when it comes back. SIGINT or SIGTERM
+stops them all (workers finish their chunk) and the command exits with status 0.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from types import FrameType
 from typing import IO, Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 STOP_GRACE_SECONDS = 20
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+# A process that stayed up this long is taken to have been healthy: its next restart is quick.
+STABLE_AFTER_SECONDS = 60.0
 
 
 def role_commands(host: str, port: int) -> dict[str, list[str]]:
@@ -38,6 +44,55 @@ def role_commands(host: str, port: int) -> dict[str, list[str]]:
     }
 
 
+class Child:
+    """One role's process, started again with a growing delay each time it exits."""
+
+    def __init__(self, role: str, command: list[str]) -> None:
+        self.role = role
+        self.command = command
+        self.restart_delay = FIRST_RESTART_DELAY
+        self.restart_at: float | None = None  # set while it waits to be started again
+        self.process, self.started_at = self._launch()
+
+    def _launch(self) -> tuple[subprocess.Popen[bytes], float]:
+        process = subprocess.Popen(  # noqa: S603  (the project's own commands)
+            self.command,
+            cwd=settings.BASE_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # signals reach them through this command only
+        )
+        if process.stdout is not None:  # always, with stdout=PIPE
+            relay = threading.Thread(target=_relay, args=(self.role, process.stdout))
+            relay.daemon = True
+            relay.start()
+        return process, time.monotonic()
+
+    def supervise(self, now: float) -> str:
+        """Notice an exit or restart when due; return the line to print, or ""."""
+        if self.restart_at is None:
+            if self.process.poll() is None:
+                return ""
+            return self._schedule_restart(now)
+        if now < self.restart_at:
+            return ""
+        self.restart_at = None
+        self.process, self.started_at = self._launch()
+        return f"{self.role} restarted (pid {self.process.pid})"
+
+    def _schedule_restart(self, now: float) -> str:
+        uptime = now - self.started_at
+        if uptime >= STABLE_AFTER_SECONDS:
+            self.restart_delay = FIRST_RESTART_DELAY
+        delay = self.restart_delay
+        self.restart_delay = min(MAX_RESTART_DELAY, delay * 2)
+        self.restart_at = now + delay
+        return (
+            f"{self.role} exited with {_status(self.process.returncode)} after {uptime:.0f} s; "
+            f"restarting it in {delay:.0f} s"
+        )
+
+
 class Command(BaseCommand):
     help = "Run web, beat, one streamer and one collector as separate processes."
 
@@ -47,7 +102,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
-        processes: dict[str, subprocess.Popen[bytes]] = {}
         stopping = threading.Event()
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -56,17 +110,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
-        for role, command in role_commands(host, port).items():
-            process = subprocess.Popen(  # noqa: S603  (the project's own commands)
-                command,
-                cwd=settings.BASE_DIR,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # signals reach them through this command only
-            )
-            processes[role] = process
-            if process.stdout is not None:  # always, with stdout=PIPE
-                threading.Thread(target=_relay, args=(role, process.stdout), daemon=True).start()
+        children = [Child(role, command) for role, command in role_commands(host, port).items()]
 
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = "filesystem" if settings.BROKER_IS_FILESYSTEM else "redis"
@@ -78,17 +122,23 @@ class Command(BaseCommand):
             f"  admin:      http://{host}:{port}/admin/  (make superuser)\n"
             "Ctrl-C stops every process."
         )
-        failed = ""
         while not stopping.is_set():
-            for role, process in processes.items():
-                if process.poll() is not None:
-                    failed = f"{role} exited with status {process.returncode}"
-                    stopping.set()
-                    break
+            for child in children:
+                if line := child.supervise(time.monotonic()):
+                    _say(line)
             stopping.wait(0.5)
-        _stop_all(processes)
-        if failed:
-            raise CommandError(f"{failed}; stopped the others")
+        _stop_all([child.process for child in children])
+
+
+def _status(returncode: int) -> str:
+    if returncode < 0:
+        return f"signal {signal.Signals(-returncode).name}"
+    return f"status {returncode}"
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(f"{'pipeline':>9} | {time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+    sys.stdout.flush()
 
 
 def _relay(role: str, stream: IO[bytes]) -> None:
@@ -97,13 +147,13 @@ def _relay(role: str, stream: IO[bytes]) -> None:
         sys.stdout.flush()
 
 
-def _stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM everything (a warm shutdown for workers), then SIGKILL what lingers."""
-    for process in processes.values():
+    for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for process in processes.values():
+    for process in processes:
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
