@@ -46,7 +46,7 @@ browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, a
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
 	fi
 
-test-slow: $(VENV)/.installed load-tools  ## long multi-process scenarios (1M-row memory bound, 60 s of wrk against gunicorn)
+test-slow: $(VENV)/.installed load-tools  ## long multi-process scenarios (1M-row memory bound, 60 s of wrk against gunicorn, embedded soak of 3 x 300,000 rows)
 	$(PY) -m pytest -m "slow and not faults" -rP  # -rP: print the measured figures of passing tests
 
 test-faults: $(VENV)/.installed  ## fault injection: PostgreSQL/Redis outages, SIGTERM, SIGKILLed collector and streamer, poison message and invalid chunk, 10x10 workers (private servers; ~5 min)
