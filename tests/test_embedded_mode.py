@@ -1,4 +1,5 @@
-"""The embedded default: SQLite and the filesystem transport, every role its own process."""
+"""The embedded default: SQLite and the filesystem transport, every role its own process,
+started again by ``run_pipeline`` when it dies."""
 
 from __future__ import annotations
 
@@ -41,6 +42,20 @@ def pipeline(
     stop_pipeline(process)
 
 
+def collector_processes(pipeline_pid: int) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(pipeline_pid).children(recursive=True)
+        if "collector@%h" in child.cmdline()
+    ]
+
+
+def total_records(port: int) -> int:
+    total = stats(port)["total_records"]
+    assert isinstance(total, int)
+    return total
+
+
 def test_embedded_mode_imports_the_reference_exactly_then_streams_a_looping_source(
     pipeline: tuple[int, subprocess.Popen[bytes]], embedded_env: dict[str, str]
 ) -> None:
@@ -61,24 +76,40 @@ def test_embedded_mode_imports_the_reference_exactly_then_streams_a_looping_sour
     readings = [2470]
 
     def grew_twice() -> bool:
-        readings.append(int(stats(port)["total_records"]))  # type: ignore[call-overload]
+        readings.append(total_records(port))
         return readings[-1] > readings[-2] > 2470
 
     wait_for(grew_twice, 30, interval=1.0, what="a growing row count")
     assert time.monotonic() - started < 30
 
 
-def test_sigterm_to_the_runner_stops_every_process(
-    pipeline: tuple[int, subprocess.Popen[bytes]],
+def test_a_killed_collector_is_restarted_and_sigterm_still_stops_every_process(
+    pipeline: tuple[int, subprocess.Popen[bytes]], embedded_env: dict[str, str], tmp_path: Path
 ) -> None:
     port, process = pipeline
-    wait_for(lambda: answers(port), 60, what="the web process")
+    log = tmp_path / "run_pipeline.log"
+    manage(embedded_env, "add_source", "sample", str(REFERENCE_CSV), "--loop",
+           "--batch-size", "100", "--interval", "1")  # fmt: skip
+    wait_for(lambda: answers(port) and total_records(port) > 0, 90, what="first commits")
+    (collector,) = collector_processes(process.pid)
+
+    collector.send_signal(signal.SIGKILL)
+
+    wait_for(lambda: "restarted" in log.read_text(), 30, what="the collector's restart")
+    restarted_at = total_records(port)
+    wait_for(lambda: total_records(port) > restarted_at, 60, what="commits after the restart")
+    (replacement,) = collector_processes(process.pid)
+    output = log.read_text()
+    assert "collector exited with signal SIGKILL" in output
+    assert "restarting it in 1 s" in output
+    assert f"collector restarted (pid {replacement.pid})" in output
     children = psutil.Process(process.pid).children(recursive=True)
     assert len(children) >= 4  # web, beat, streamer, collector
 
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
 
-    assert process.returncode == 0
+    assert process.returncode == 0, log.read_text()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
+    assert "exited with" not in log.read_text().split("collector restarted")[1]
