@@ -13,14 +13,15 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SERVICE_VARIABLES
 
-SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DB_HOST")
+BROKER_VARIABLES = ("REDIS_URL", "REDIS_URL_FILE", "CELERY_BROKER_URL", "CELERY_BROKER_URL_FILE")
 
 
 def embedded_environment(var_dir: Path, **extra: str) -> dict[str, str]:
     """This process's environment without the services, so settings fall back to embedded."""
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    unset = (*SERVICE_VARIABLES, *BROKER_VARIABLES)
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(DJANGO_DEBUG="1", TELEMETRY_VAR_DIR=str(var_dir), LOG_LEVEL="INFO", **extra)
     return env
 
