@@ -72,8 +72,8 @@ _BAD_REQUEST = OpenApiResponse(
 )
 _NOT_FOUND = OpenApiResponse(
     response={"type": "object", "properties": {"detail": {"type": "string"}}},
-    description="No GPU with this uuid has telemetry.",
-    examples=[OpenApiExample("unknown uuid", value={"detail": "No Gpu matches the given query."})],
+    description="No GPU or MIG instance with this id has telemetry.",
+    examples=[OpenApiExample("unknown id", value={"detail": "No Gpu matches the given query."})],
 )
 _ERRORS = {404: _NOT_FOUND}
 # gunicorn's own page, sent before the request reaches Django when the request line (method,
@@ -87,10 +87,16 @@ URI_TOO_LONG = {
     "content": {"text/html": {"schema": {"type": "string"}}},
 }
 
-UUID_PARAMETER = OpenApiParameter(
-    "uuid", OpenApiTypes.STR, OpenApiParameter.PATH,
-    description="The GPU's uuid (its identity; index and device repeat across hosts).",
-    examples=[OpenApiExample("H100 on mtv5-dgx1-hgpu-031", value=EXAMPLE_UUID)],
+DEVICE_PARAMETER = OpenApiParameter(
+    "id", OpenApiTypes.STR, OpenApiParameter.PATH,
+    description=(
+        "The device's id: a GPU's uuid (its identity; index and device repeat across hosts), "
+        "or <uuid>:<GPU instance id> for a MIG instance of that GPU."
+    ),
+    examples=[
+        OpenApiExample("H100 on mtv5-dgx1-hgpu-031", value=EXAMPLE_UUID),
+        OpenApiExample("MIG instance 13 of a GPU", value=f"{EXAMPLE_UUID}:13"),
+    ],
 )  # fmt: skip
 
 
@@ -120,7 +126,7 @@ telemetry: Callable[[F], F] = extend_schema(
         "never overlap or skip. start_time and end_time are inclusive to the microsecond. "
         "No total count is returned: `next` is null on the last page."
     ),
-    parameters=[UUID_PARAMETER, TimeRangeParams, PageParams],
+    parameters=[DEVICE_PARAMETER, TimeRangeParams, PageParams],
     responses=responses(SamplePageSerializer, 404),
     examples=[
         OpenApiExample(
@@ -151,13 +157,14 @@ aggregate: Callable[[F], F] = extend_schema(
         "Buckets are aligned to the Unix epoch. Without start_time and end_time the GPU's last "
         "hour of data is used; with one of them, the hour after start_time or before end_time."
     ),
-    parameters=[UUID_PARAMETER, AggregateParams],
+    parameters=[DEVICE_PARAMETER, AggregateParams],
     responses=responses(AggregateSerializer, 404),
     examples=[
         OpenApiExample(
             "GPU utilisation per minute",
             response_only=True,
             value={
+                "id": EXAMPLE_UUID,
                 "uuid": EXAMPLE_UUID,
                 "bucket": "60s",
                 "start_time": "2025-07-18T19:42:34Z",
@@ -179,7 +186,7 @@ aggregate: Callable[[F], F] = extend_schema(
 
 latest: Callable[[F], F] = extend_schema(
     summary="The latest value of every metric of a GPU",
-    parameters=[UUID_PARAMETER],
+    parameters=[DEVICE_PARAMETER],
     responses=responses(LatestSerializer(many=True), 404),
     examples=[
         OpenApiExample(

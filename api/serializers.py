@@ -16,20 +16,40 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from ingest.devices import device_id
 from ingest.models import Gpu, Sample
 
 
 class GpuSerializer(serializers.ModelSerializer[Gpu]):
+    """A GPU, or a MIG instance of one: an instance carries its parent's uuid."""
+
+    id = serializers.CharField(
+        source="device_id",
+        help_text="The device's id in URLs: the uuid, or <uuid>:<GPU instance id> (MIG).",
+    )
     model = serializers.CharField(source="model_name")
     # Declared, not derived: a derived field takes its bounds from the database backend,
     # which would make the published schema differ between SQLite and PostgreSQL.
     gpu_index = serializers.IntegerField()
     sample_count = serializers.IntegerField()
+    gpu_instance_id = serializers.IntegerField(
+        allow_null=True, help_text="The MIG GPU instance id (GPU_I_ID); null for a whole GPU."
+    )
+    gpu_instance_profile = serializers.CharField(
+        help_text='The MIG profile (GPU_I_PROFILE), e.g. "1g.5gb"; empty for a whole GPU.'
+    )
+    # DRF's metaclass takes declared fields off the class: this does not replace Field.parent.
+    parent = serializers.CharField(  # type: ignore[assignment]
+        source="parent.uuid",
+        allow_null=True,
+        help_text="A MIG instance's GPU, by id; null for a whole GPU.",
+    )
 
     class Meta:
         model = Gpu
         fields = [
-            "uuid", "hostname", "gpu_index", "device", "model",
+            "id", "uuid", "hostname", "gpu_index", "device", "model",
+            "gpu_instance_id", "gpu_instance_profile", "parent",
             "first_seen", "last_seen", "sample_count", "labels",
         ]  # fmt: skip
 
@@ -72,6 +92,7 @@ class BucketSerializer(serializers.Serializer[Any]):
 
 
 class AggregateSerializer(serializers.Serializer[Any]):
+    id = serializers.CharField(help_text="The device's id: its uuid, or <uuid>:<instance>.")
     uuid = serializers.CharField()
     bucket = serializers.CharField(help_text="The bucket width, in seconds (e.g. 60s).")
     start_time = serializers.DateTimeField()
@@ -93,7 +114,9 @@ class HostSerializer(serializers.Serializer[Any]):
 
 class MetricSerializer(serializers.Serializer[Any]):
     name = serializers.CharField()
-    unit = serializers.CharField()
+    unit = serializers.CharField(help_text='e.g. "C", "W", "MHz", "MiB", "%"; empty if unknown.')
+    kind = serializers.CharField(help_text='"gauge" or "counter"; empty if unknown.')
+    help = serializers.CharField(help_text="The exporter's description, when a page gave one.")
     sample_count = serializers.IntegerField()
 
 
@@ -140,9 +163,11 @@ def optional_rfc3339(moment: datetime | None, zone: tzinfo) -> str | None:
     return None if moment is None else rfc3339(moment, zone)
 
 
-# The columns ``gpu_rows`` reads, in the order of ``GpuSerializer``'s fields.
+# The columns ``gpu_rows`` reads, in the order of ``GpuSerializer``'s fields (an instance's
+# parent has the instance's uuid, so neither the id nor the parent needs a join).
 GPU_COLUMNS = (
     "uuid", "hostname", "gpu_index", "device", "model_name",
+    "gpu_instance_id", "gpu_instance_profile",
     "first_seen", "last_seen", "sample_count", "labels",
 )  # fmt: skip
 
@@ -152,11 +177,15 @@ def gpu_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     zone = timezone.get_current_timezone()
     return [
         {
+            "id": device_id((uuid, instance)),
             "uuid": uuid,
             "hostname": hostname,
             "gpu_index": gpu_index,
             "device": device,
             "model": model,
+            "gpu_instance_id": instance,
+            "gpu_instance_profile": profile,
+            "parent": None if instance is None else uuid,
             "first_seen": optional_rfc3339(first_seen, zone),
             "last_seen": optional_rfc3339(last_seen, zone),
             "sample_count": sample_count,
@@ -168,6 +197,8 @@ def gpu_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
             gpu_index,
             device,
             model,
+            instance,
+            profile,
             first_seen,
             last_seen,
             sample_count,

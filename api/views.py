@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Avg, Count, Max, Min, OuterRef, QuerySet, Subquery
+from django.db.models import Avg, Count, F, Max, Min, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -67,6 +67,14 @@ def validated(params_class: type[Serializer[Any]], request: Request) -> dict[str
     return dict(params.validated_data)
 
 
+def device_with_telemetry(device_id: str) -> QuerySet[Gpu]:
+    """The GPU or MIG instance ``device_id`` names, if it has telemetry.
+
+    DRF's get_object_or_404 turns an id the database cannot hold (a NUL) into a 404 too.
+    """
+    return Gpu.objects.filter(sample_count__gt=0).device(device_id)
+
+
 def samples_of(gpu: Gpu, params: dict[str, Any]) -> QuerySet[Sample]:
     """The GPU's samples within the (inclusive) time range and metrics asked for."""
     samples = Sample.objects.filter(gpu_id=gpu.pk)
@@ -102,14 +110,17 @@ def default_range(params: dict[str, Any], last_seen: datetime) -> tuple[datetime
     retrieve=extend_schema(responses=schema.responses(GpuSerializer, 404)),
 )
 class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
-    """GPUs that have telemetry, identified by uuid, ordered by host and index."""
+    """GPUs and MIG instances that have telemetry, ordered by host and index, each GPU's
+    instances after it. A device's id is its uuid, or <uuid>:<GPU instance id>."""
 
-    queryset = Gpu.objects.filter(sample_count__gt=0).order_by("hostname", "gpu_index", "id")
+    queryset = Gpu.objects.filter(sample_count__gt=0).order_by(
+        "hostname", "gpu_index", F("gpu_instance_id").asc(nulls_first=True), "id"
+    )
     serializer_class = GpuSerializer
     filter_backends = [DjangoFilterBackend]
     filterset_class = GpuFilter
     pagination_class = CountedPagination
-    lookup_field = "uuid"
+    lookup_url_kwarg = "id"
     lookup_value_regex = "[^/]+"
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -120,18 +131,17 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         return paginator.get_paginated_response(gpu_rows(page))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        row = get_object_or_404(self.get_queryset().values_list(*GPU_COLUMNS), uuid=kwargs["uuid"])
+        row = get_object_or_404(device_with_telemetry(kwargs["id"]).values_list(*GPU_COLUMNS))
         return Response(gpu_rows([row])[0])
 
     def gpu(self) -> Gpu:
-        # DRF's get_object_or_404 also turns a uuid the database cannot hold (a NUL) into 404.
         # Only what the sample endpoints use: not the labels, whose JSON would be decoded.
-        gpus = Gpu.objects.filter(sample_count__gt=0).only("id", "uuid", "last_seen")
-        return get_object_or_404(gpus, uuid=self.kwargs["uuid"])
+        gpus = device_with_telemetry(self.kwargs["id"])
+        return get_object_or_404(gpus.only("id", "uuid", "gpu_instance_id", "last_seen"))
 
     @schema.telemetry
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
-    def telemetry(self, request: Request, uuid: str) -> Response:
+    def telemetry(self, request: Request, id: str) -> Response:
         gpu = self.gpu()
         params = validated(TimeRangeParams, request)
         samples = samples_of(gpu, params).order_by("timestamp", "id")
@@ -147,7 +157,7 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         filter_backends=[],
         pagination_class=None,
     )
-    def aggregate(self, request: Request, uuid: str) -> Response:
+    def aggregate(self, request: Request, id: str) -> Response:
         gpu = self.gpu()
         params = validated(AggregateParams, request)
         start, end = default_range(params, gpu.last_seen or timezone.now())
@@ -161,6 +171,7 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
             .order_by()
         )
         body = {
+            "id": gpu.device_id,
             "uuid": gpu.uuid,
             "bucket": f"{int(params['bucket'].total_seconds())}s",
             "start_time": rfc3339(start),
@@ -173,7 +184,7 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
 
     @schema.latest
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
-    def latest(self, request: Request, uuid: str) -> Response:
+    def latest(self, request: Request, id: str) -> Response:
         gpu = self.gpu()
         # One query over the metric list with a backwards index probe per metric (on
         # (gpu, timestamp), stopping at the metric's newest sample): a handful of rows read
@@ -203,7 +214,8 @@ class HostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Any]):
         gpus: QuerySet[Gpu] = super().filter_queryset(queryset)
         return (
             gpus.values("hostname")
-            .annotate(gpu_count=Count("id"), last_seen=Max("last_seen"))
+            # Physical GPUs: a GPU's MIG instances share its uuid.
+            .annotate(gpu_count=Count("uuid", distinct=True), last_seen=Max("last_seen"))
             .order_by("hostname")
         )
 
@@ -218,6 +230,8 @@ class MetricListView(APIView):
             {
                 "name": metric.name,
                 "unit": metric.unit,
+                "kind": metric.kind,
+                "help": metric.help,
                 "sample_count": totals.get(Tally.metric_key(metric.pk), 0),
             }
             for metric in Metric.objects.order_by("name")

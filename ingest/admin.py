@@ -289,11 +289,11 @@ class InputFilter(admin.ListFilter):
 
 
 class GpuFilter(InputFilter):
-    """Samples of one GPU, given by its id (as the GPU pages link) or its uuid."""
+    """Samples of one GPU, given by its id (as the GPU pages link), its uuid, or uuid:instance."""
 
     title = "GPU"
     parameter = "gpu"
-    inputs = ((parameter, "uuid or id", "GPU-5fd4f087-..."),)
+    inputs = ((parameter, "uuid, uuid:instance or id", "GPU-5fd4f087-..."),)
 
     @cached_property
     def gpu(self) -> Gpu | None:
@@ -304,7 +304,7 @@ class GpuFilter(InputFilter):
             if int(value) > MAX_ID:
                 return None
             return Gpu.objects.filter(pk=int(value)).first()
-        return Gpu.objects.filter(uuid=value).first()
+        return Gpu.objects.device(value).first()
 
     @property
     def note(self) -> str:
@@ -424,7 +424,7 @@ class GpuAdmin(ReadOnlyAdmin[Gpu]):
 class MetricAdmin(TypedModelAdmin[Metric]):
     """Metric units and help are editable; names are not (collectors cache name -> id)."""
 
-    list_display = ("name", "unit", "help")
+    list_display = ("name", "unit", "kind", "help")
     search_fields = ("name",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Metric | None = None) -> list[str]:

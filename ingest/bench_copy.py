@@ -34,7 +34,7 @@ import psycopg2  # type: ignore[import-untyped]
 
 from ingest import dimensions
 from ingest.collector import sample_batch
-from ingest.dcgm import ColumnLayout, parse_lines
+from ingest.dcgm import ColumnLayout, DeviceKey, parse_lines
 from ingest.dimensions import WorkloadKey
 from ingest.writer import COPY_BLOCK_BYTES, COPY_COLUMNS, copy_text
 
@@ -42,7 +42,7 @@ CEILING_TABLE: Final = "bench_copy_sample"
 # How long the parent waits for the workers to connect before giving up.
 START_TIMEOUT_SECONDS: Final = 60.0
 
-Name = TypeVar("Name", str, WorkloadKey)
+Name = TypeVar("Name", str, DeviceKey, WorkloadKey)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ def _copy_share(
     try:
         connection = psycopg2.connect(dsn)
         layout = ColumnLayout.from_names(names)
-        gpu_ids: dict[str, int] = {}
+        gpu_ids: dict[DeviceKey, int] = {}
         metric_ids: dict[str, int] = {}
         workload_ids: dict[WorkloadKey, int] = {}
         barrier.wait()
@@ -202,7 +202,7 @@ def _copy_share(
                 rejected += len(parsed.rejected)
                 batch = sample_batch(
                     parsed,
-                    _local_ids(gpu_ids, (gpu.uuid for gpu in parsed.gpus)),
+                    _local_ids(gpu_ids, (gpu.device_key for gpu in parsed.gpus)),
                     _local_ids(metric_ids, parsed.metrics),
                     _local_ids(workload_ids, dimensions.workload_keys(parsed.gpus)),
                     None,

@@ -1,4 +1,5 @@
-"""The collect message: a run of raw CSV lines, compressed, with everything to commit it.
+"""The collect message: a run of raw CSV lines or one exposition page, compressed, with
+everything to commit it.
 
 The streamer only finds line boundaries; the collector parses. Raw lines compress well
 (``labels_raw`` repeats), which is what keeps Celery's per-byte costs (envelope, transport
@@ -9,6 +10,13 @@ msgpack, which carries bytes as bytes.
 
 A message without a ``codec`` is zlib, as every chunk was before Zstandard: messages in
 flight during an upgrade and dead letters kept from before stay readable.
+
+``format`` says what the data is: ``csv`` (lines of a DCGM CSV, read with ``columns``; the
+default, so messages from before the field existed read as before), ``exposition`` (a
+Prometheus text-format page) or ``openmetrics`` (an OpenMetrics page). A page's chunk also
+carries ``scraped_at``, the time its lines without a timestamp of their own stand for. The
+payload is a function of the page bytes and these few fields only, so a page stored with its
+outstanding chunk is re-published as the very same message.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import zstandard
@@ -30,15 +39,23 @@ class PayloadError(ValueError):
     """A collect message that is not a chunk; it is dead-lettered whole."""
 
 
+class ChunkFormat(StrEnum):
+    CSV = "csv"
+    EXPOSITION = "exposition"
+    OPENMETRICS = "openmetrics"
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     chunk_id: str
     source_id: int
     first_line: int
     line_count: int
-    columns: tuple[str, ...]
-    stamp: datetime | None  # processing-time stamp; None keeps the CSV's timestamps
+    columns: tuple[str, ...]  # the CSV header's names; empty for a page
+    stamp: datetime | None  # processing-time stamp; None keeps the source's timestamps
     data: bytes  # the raw lines, uncompressed
+    format: ChunkFormat = ChunkFormat.CSV
+    scraped_at: datetime | None = None  # a page's scrape time
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -48,6 +65,8 @@ class Chunk:
             "lines": self.line_count,
             "columns": list(self.columns),
             "stamp": self.stamp.isoformat() if self.stamp else None,
+            "format": self.format.value,
+            "scraped_at": self.scraped_at.isoformat() if self.scraped_at else None,
             "codec": CODEC,
             "data": zstandard.ZstdCompressor(level=COMPRESSION_LEVEL).compress(self.data),
         }
@@ -57,10 +76,11 @@ class Chunk:
         if not isinstance(payload, dict):
             raise PayloadError(f"payload is a {type(payload).__name__}, not a chunk")
         try:
-            stamp_text = payload["stamp"]
-            stamp = datetime.fromisoformat(stamp_text) if stamp_text is not None else None
-            if stamp is not None and stamp.tzinfo is None:
-                raise PayloadError("chunk stamp has no time zone")
+            stamp = _aware_time(payload["stamp"], "stamp")
+            chunk_format = ChunkFormat(payload.get("format", ChunkFormat.CSV))
+            scraped_at = _aware_time(payload.get("scraped_at"), "scraped_at")
+            if chunk_format is not ChunkFormat.CSV and scraped_at is None:
+                raise PayloadError(f"a chunk of format {chunk_format} has no scraped_at")
             data = _decompress(payload.get("codec"), payload["data"])
             chunk = cls(
                 chunk_id=str(payload["id"]),
@@ -70,6 +90,8 @@ class Chunk:
                 columns=tuple(str(name) for name in payload["columns"]),
                 stamp=stamp,
                 data=data,
+                format=chunk_format,
+                scraped_at=scraped_at,
             )
         except PayloadError:
             raise
@@ -78,6 +100,13 @@ class Chunk:
         if not chunk.chunk_id or len(chunk.chunk_id) > 100:
             raise PayloadError("chunk id is missing or too long")
         return chunk
+
+
+def _aware_time(text: str | None, name: str) -> datetime | None:
+    moment = datetime.fromisoformat(text) if text is not None else None
+    if moment is not None and moment.tzinfo is None:
+        raise PayloadError(f"chunk {name} has no time zone")
+    return moment
 
 
 def _whole_number(value: object) -> int:

@@ -4,6 +4,9 @@ The ledger row is inserted first inside the transaction: a second delivery of th
 blocks on its primary key until the first commits, then inserts nothing and writes nothing.
 So a collector may be killed at any moment, or a chunk delivered any number of times, and
 each row is still committed exactly once.
+
+A chunk holds CSV lines or one exposition page (``Chunk.format``); both parse into the same
+columns and commit the same way. A page the parser refuses as a whole is dead-lettered.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ingest import counters, dimensions, faults, partitions
-from ingest.chunks import Chunk, PayloadError
-from ingest.dcgm import ColumnLayout, HeaderError, ParsedChunk, parse_lines
+from ingest.chunks import Chunk, ChunkFormat, PayloadError
+from ingest.dcgm import ColumnLayout, DeviceKey, HeaderError, ParsedChunk, parse_lines
 from ingest.dimensions import WorkloadKey
+from ingest.exposition import ExpositionError, parse_page
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Tally
 from ingest.writer import SampleBatch, write_samples
 
@@ -93,13 +97,26 @@ def collect(payload: object, delivery: Delivery | None = None) -> CollectResult:
         reason = f"failed {attempt.attempts - 1} times; last error: {attempt.last_error}"
         return dead_letter_chunk(chunk, payload, reason, attempt.attempts)
     try:
-        layout = ColumnLayout.from_names(chunk.columns)
-    except HeaderError as error:
+        parsed = parse_chunk(chunk)
+    except (HeaderError, ExpositionError) as error:
         return dead_letter_chunk(chunk, payload, str(error), attempt.attempts)
-
-    parsed = parse_lines(chunk.data, layout, chunk.first_line)
     _reject_past_retention(parsed, chunk.stamp)
     return _commit(chunk, parsed)
+
+
+def parse_chunk(chunk: Chunk) -> ParsedChunk:
+    """The chunk's rows; raises ``HeaderError`` or ``ExpositionError`` for an unreadable one."""
+    if chunk.format is ChunkFormat.CSV:
+        layout = ColumnLayout.from_names(chunk.columns)
+        return parse_lines(chunk.data, layout, chunk.first_line)
+    if chunk.scraped_at is None:
+        raise ExpositionError("an exposition chunk needs the time its page was scraped")
+    return parse_page(
+        chunk.data,
+        scraped_at=chunk.scraped_at,
+        openmetrics=chunk.format is ChunkFormat.OPENMETRICS,
+        source_times=chunk.stamp is None,
+    )
 
 
 def _reject_past_retention(parsed: ParsedChunk, stamp: datetime | None) -> None:
@@ -121,7 +138,7 @@ def _reject_past_retention(parsed: ParsedChunk, stamp: datetime | None) -> None:
 
 def sample_batch(
     parsed: ParsedChunk,
-    gpu_ids: Mapping[str, int],
+    gpu_ids: Mapping[DeviceKey, int],
     metric_ids: Mapping[str, int],
     workload_ids: Mapping[WorkloadKey, int],
     stamp: datetime | None,
@@ -130,7 +147,7 @@ def sample_batch(
     series = []
     for gpu in parsed.gpus:
         key = dimensions.workload_key(gpu)
-        series.append((gpu_ids[gpu.uuid], None if key is None else workload_ids[key]))
+        series.append((gpu_ids[gpu.device_key], None if key is None else workload_ids[key]))
     if stamp is None:
         timestamps, time_of_row = parsed.times, parsed.time_of_row
     else:  # processing-time mode: every row is stored with the chunk's stamp
@@ -150,7 +167,7 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
     batch = sample_batch(
         parsed,
         dimensions.gpu_ids(parsed.gpus),
-        dimensions.metric_ids(parsed.metrics),
+        dimensions.metric_ids(parsed.metrics, parsed.metric_docs),
         dimensions.workload_ids(dimensions.workload_keys(parsed.gpus)),
         chunk.stamp,
     )

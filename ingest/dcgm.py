@@ -4,6 +4,11 @@ A record is one physical line (DCGM never puts a newline inside a field), so eac
 parsed on its own with the real CSV dialect: a stray quote or a wrong column count rejects
 that line alone instead of swallowing its neighbours. ``labels_raw`` holds ``key="value"``
 pairs with commas and doubled quotes inside one quoted field, which only a CSV parser reads.
+
+A MIG instance is a device of its own: its rows carry the parent GPU's uuid plus a GPU instance
+id and profile, in the optional ``gpu_instance_id``/``gpu_instance_profile`` columns or as
+``GPU_I_ID``/``GPU_I_PROFILE`` in ``labels_raw``. A value that is a DCGM blank sentinel
+(``ingest.blanks``) is rejected with its meaning, never stored.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from ingest.blanks import SMALLEST_SENTINEL, blank_reason
+from ingest.fields import dcgm_type
+
 REQUIRED_COLUMNS = (
     "timestamp",
     "metric_name",
@@ -26,12 +34,22 @@ REQUIRED_COLUMNS = (
     "Hostname",
     "value",
 )
-OPTIONAL_COLUMNS = ("container", "pod", "namespace", "labels_raw")
+OPTIONAL_COLUMNS = (
+    "container",
+    "pod",
+    "namespace",
+    "labels_raw",
+    "gpu_instance_id",
+    "gpu_instance_profile",
+)
 
 # A raw line is stored with its rejection; beyond this it is cut, so a hostile 10 MB line
 # cannot bloat the rejected-rows table.
 MAX_STORED_LINE_CHARS = 2000
 MAX_GPU_INDEX = 32767
+MAX_GPU_INSTANCE_ID = 32767
+# The API names a MIG instance "<uuid>:<GPU instance id>", so a uuid cannot hold the colon.
+DEVICE_ID_SEPARATOR = ":"
 # Times are stored by their day in UTC (and partitioned by it on PostgreSQL); a year at the
 # very edge of Python's calendar would overflow that arithmetic, and no exporter writes one.
 FIRST_YEAR = 1900
@@ -47,6 +65,7 @@ MAX_FIELD_CHARS = {
     "namespace": 255,
     "pod": 255,
     "container": 255,
+    "gpu_instance_profile": 32,
 }
 
 
@@ -71,9 +90,8 @@ class ColumnLayout:
     pod: int | None
     namespace: int | None
     labels: int | None
-    # (name, position, width) of the GPU and workload fields to check; the metric name's
-    # width is checked with the metric.
-    gpu_field_limits: tuple[tuple[str, int, int], ...]
+    instance_id: int | None
+    instance_profile: int | None
 
     @classmethod
     def from_names(cls, names: list[str] | tuple[str, ...]) -> ColumnLayout:
@@ -101,11 +119,8 @@ class ColumnLayout:
             pod=position.get("pod"),
             namespace=position.get("namespace"),
             labels=position.get("labels_raw"),
-            gpu_field_limits=tuple(
-                (name, position[name], width)
-                for name, width in MAX_FIELD_CHARS.items()
-                if name in position and name != "metric_name"
-            ),
+            instance_id=position.get("gpu_instance_id"),
+            instance_profile=position.get("gpu_instance_profile"),
         )
 
     @classmethod
@@ -134,10 +149,18 @@ class SampleRow(NamedTuple):
     pod: str
     container: str
     labels_raw: str
+    gpu_instance_id: int | None = None
+
+
+DeviceKey = tuple[str, int | None]
 
 
 class GpuFields(NamedTuple):
-    """The fields that describe a row's GPU and workload: the same on every row of a GPU."""
+    """The fields that describe a row's device and workload: the same on every row of it.
+
+    A device is a whole GPU (its uuid) or a MIG instance (its parent's uuid and its GPU
+    instance id).
+    """
 
     uuid: str
     gpu_index: int
@@ -148,6 +171,21 @@ class GpuFields(NamedTuple):
     pod: str
     container: str
     labels_raw: str  # as on the first row seen with these fields
+    gpu_instance_id: int | None = None  # None for a whole GPU
+    gpu_instance_profile: str = ""
+    # The GPU's labels when a page gave them as a label set; None: read from labels_raw.
+    labels: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def device_key(self) -> DeviceKey:
+        return (self.uuid, self.gpu_instance_id)
+
+
+class MetricDoc(NamedTuple):
+    """What an exposition page says of a metric family: its HELP text and TYPE."""
+
+    help: str
+    kind: str
 
 
 class RejectedLine(NamedTuple):
@@ -176,6 +214,10 @@ class ParsedChunk:
     values: list[float] = field(default_factory=list)
     line_of_row: list[int] = field(default_factory=list)
     rejected: list[RejectedLine] = field(default_factory=list)
+    # Exposition pages only: samples of families that are not DCGM fields (go_*, process_*),
+    # neither rows nor rejections; and the page's HELP and TYPE of each DCGM field.
+    skipped: int = 0
+    metric_docs: dict[str, MetricDoc] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -209,6 +251,7 @@ class ParsedChunk:
                     gpu.pod,
                     gpu.container,
                     gpu.labels_raw,
+                    gpu.gpu_instance_id,
                 )
             )
         return rows
@@ -232,7 +275,7 @@ class ParsedChunk:
         self.line_of_row = [self.line_of_row[index] for index in keep]
 
 
-class _RowError(ValueError):
+class RowError(ValueError):
     """A line is invalid; the message is the reason recorded with it."""
 
 
@@ -292,7 +335,7 @@ def _parse_line_by_line(data: bytes, layout: ColumnLayout, first_line: int) -> P
             line_number = first_line + offset
             try:
                 fields = _line_fields(raw)
-            except _RowError as error:
+            except RowError as error:
                 builder.reject(line_number, str(error))
                 continue
             except Exception as error:  # noqa: BLE001  (hostile input must never stop a chunk)
@@ -318,9 +361,16 @@ class _ChunkBuilder:
         self.errors: list[str] = []
         self.rejections: list[tuple[int, str]] = []
         positions = [layout.uuid, layout.gpu_index, layout.device, layout.model, layout.hostname]
-        positions += [p for p in (layout.namespace, layout.pod, layout.container) if p is not None]
+        optional = (
+            layout.namespace,
+            layout.pod,
+            layout.container,
+            layout.instance_id,
+            layout.instance_profile,
+        )
+        positions += [p for p in optional if p is not None]
         self.gpu_key = operator.itemgetter(*positions)
-        self.gpu_lookup: dict[tuple[str, ...], int] = {}
+        self.gpu_lookup: dict[object, int] = {}
         self.metric_lookup: dict[str, int] = {}
         self.time_lookup: dict[str, int] = {}
 
@@ -334,6 +384,7 @@ class _ChunkBuilder:
         gpu_key, gpu_lookup = self.gpu_key, self.gpu_lookup
         metric_lookup, time_lookup = self.metric_lookup, self.time_lookup
         metric_at, time_at, value_at = self.layout.metric, self.layout.timestamp, self.layout.value
+        labels_at = self.layout.labels
         add_gpu, add_metric, add_time = (
             parsed.gpu_of_row.append,
             parsed.metric_of_row.append,
@@ -347,9 +398,13 @@ class _ChunkBuilder:
                 if len(fields) != width:
                     reject(line_number, _column_count_reason(fields, width))
                     continue
-                gpu = gpu_lookup.get(gpu_key(fields))
+                key = gpu_key(fields)
+                # A MIG instance named only in labels_raw differs from its GPU there alone.
+                if labels_at is not None and "GPU_I_ID" in fields[labels_at]:
+                    key = (key, fields[labels_at])
+                gpu = gpu_lookup.get(key)
                 if gpu is None:
-                    gpu = self._new_gpu(fields)
+                    gpu = self._new_gpu(fields, key)
                 metric = metric_lookup.get(fields[metric_at])
                 if metric is None:
                     metric = self._new_metric(fields[metric_at])
@@ -369,6 +424,11 @@ class _ChunkBuilder:
                 if not isfinite(value):
                     reject(line_number, f"value {value_text[:40]!r} is not finite")
                     continue
+                if value >= SMALLEST_SENTINEL:  # rare: only here can a value be a sentinel
+                    blank = blank_reason(value_text, dcgm_type(parsed.metrics[metric]))
+                    if blank is not None:
+                        reject(line_number, blank)
+                        continue
             except Exception as error:  # noqa: BLE001  (hostile input must never stop a chunk)
                 reject(line_number, _unparseable(error))
                 continue
@@ -382,11 +442,10 @@ class _ChunkBuilder:
         self.errors.append(reason)
         return ~(len(self.errors) - 1)
 
-    def _new_gpu(self, fields: list[str]) -> int:
-        key = self.gpu_key(fields)
+    def _new_gpu(self, fields: list[str], key: object) -> int:
         try:
             gpu = _gpu_fields(fields, self.layout)
-        except _RowError as error:
+        except RowError as error:
             self.gpu_lookup[key] = position = self._invalid(str(error))
             return position
         self.gpu_lookup[key] = position = len(self.parsed.gpus)
@@ -408,7 +467,7 @@ class _ChunkBuilder:
     def _new_time(self, text: str) -> int:
         try:
             timestamp = _parse_timestamp(text)
-        except _RowError as error:
+        except RowError as error:
             position = self._invalid(str(error))
         else:
             position = len(self.parsed.times)
@@ -418,37 +477,102 @@ class _ChunkBuilder:
 
     def finish(self, raw_line: Callable[[int], bytes]) -> ParsedChunk:
         self.parsed.rejected = [
-            RejectedLine(line_number, _printable(raw_line(line_number)), reason)
+            RejectedLine(line_number, printable_line(raw_line(line_number)), reason)
             for line_number, reason in sorted(self.rejections)
         ]
         return self.parsed
 
 
 def _gpu_fields(fields: list[str], layout: ColumnLayout) -> GpuFields:
-    for name, index, width in layout.gpu_field_limits:
-        if len(fields[index]) > width:
-            raise _RowError(_too_long(name))
-    uuid = fields[layout.uuid].strip()
+    def optional(position: int | None) -> str:
+        return "" if position is None else fields[position]
+
+    labels_raw = optional(layout.labels)
+    instance_id, instance_profile = optional(layout.instance_id), optional(layout.instance_profile)
+    if not instance_id and "GPU_I_ID" in labels_raw:
+        labels = parse_labels(labels_raw)
+        instance_id = labels.get("GPU_I_ID", "")
+        instance_profile = instance_profile or labels.get("GPU_I_PROFILE", "")
+    return gpu_fields(
+        uuid=fields[layout.uuid],
+        gpu_index=fields[layout.gpu_index],
+        device=fields[layout.device],
+        model=fields[layout.model],
+        hostname=fields[layout.hostname],
+        namespace=optional(layout.namespace),
+        pod=optional(layout.pod),
+        container=optional(layout.container),
+        labels_raw=labels_raw,
+        gpu_instance_id=instance_id,
+        gpu_instance_profile=instance_profile,
+    )
+
+
+def gpu_fields(
+    *,
+    uuid: str,
+    gpu_index: str,
+    device: str,
+    model: str,
+    hostname: str,
+    namespace: str = "",
+    pod: str = "",
+    container: str = "",
+    labels_raw: str = "",
+    gpu_instance_id: str = "",
+    gpu_instance_profile: str = "",
+    labels: tuple[tuple[str, str], ...] | None = None,
+) -> GpuFields:
+    """A row's device and workload from their texts, validated; raises ``RowError``.
+
+    The one check of these fields for every source (CSV columns, exposition labels).
+    """
+    widths = {
+        "uuid": uuid,
+        "device": device,
+        "modelName": model,
+        "Hostname": hostname,
+        "namespace": namespace,
+        "pod": pod,
+        "container": container,
+        "gpu_instance_profile": gpu_instance_profile,
+    }
+    for name, text in widths.items():
+        if len(text) > MAX_FIELD_CHARS[name]:
+            raise RowError(_too_long(name))
+    uuid = uuid.strip()
     if not uuid:
-        raise _RowError("uuid is empty")
-    index_text = fields[layout.gpu_index]
-    try:
-        gpu_index = int(index_text)
-    except ValueError:
-        raise _RowError(f"gpu_id {index_text[:40]!r} is not an integer") from None
-    if not 0 <= gpu_index <= MAX_GPU_INDEX:
-        raise _RowError(f"gpu_id {gpu_index} is out of range")
+        raise RowError("uuid is empty")
+    if DEVICE_ID_SEPARATOR in uuid:
+        raise RowError(
+            f"uuid {uuid[:40]!r} contains {DEVICE_ID_SEPARATOR!r}, "
+            "which separates a GPU from its MIG instance in device ids"
+        )
+    instance = gpu_instance_id.strip()
     return GpuFields(
         uuid,
-        gpu_index,
-        fields[layout.device],
-        fields[layout.model],
-        fields[layout.hostname],
-        "" if layout.namespace is None else fields[layout.namespace],
-        "" if layout.pod is None else fields[layout.pod],
-        "" if layout.container is None else fields[layout.container],
-        "" if layout.labels is None else fields[layout.labels],
+        _whole_number("gpu_id", gpu_index, MAX_GPU_INDEX),
+        device,
+        model,
+        hostname,
+        namespace,
+        pod,
+        container,
+        labels_raw,
+        _whole_number("gpu_instance_id", instance, MAX_GPU_INSTANCE_ID) if instance else None,
+        gpu_instance_profile,
+        labels,
     )
+
+
+def _whole_number(name: str, text: str, largest: int) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise RowError(f"{name} {text[:40]!r} is not an integer") from None
+    if not 0 <= number <= largest:
+        raise RowError(f"{name} {number} is out of range")
+    return number
 
 
 def _too_long(name: str) -> str:
@@ -469,36 +593,36 @@ def _line_fields(raw: bytes) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise _RowError("line is not valid UTF-8") from None
+        raise RowError("line is not valid UTF-8") from None
     if text.endswith("\r"):
         text = text[:-1]
     if not text.strip():
-        raise _RowError("empty line")
+        raise RowError("empty line")
     if "\x00" in text:
-        raise _RowError("line contains a NUL byte")
+        raise RowError("line contains a NUL byte")
     try:
         return next(csv.reader((text,), strict=True))
     except csv.Error as error:
-        raise _RowError(f"malformed CSV: {error}") from None
+        raise RowError(f"malformed CSV: {error}") from None
 
 
 def _parse_timestamp(text: str) -> datetime:
     try:
         timestamp = datetime.fromisoformat(text)
     except ValueError:
-        raise _RowError(f"timestamp {text[:40]!r} is not an RFC 3339 time") from None
+        raise RowError(f"timestamp {text[:40]!r} is not an RFC 3339 time") from None
     if timestamp.tzinfo is None:
-        raise _RowError(f"timestamp {text[:40]!r} has no time zone")
+        raise RowError(f"timestamp {text[:40]!r} has no time zone")
     try:
         utc_year = timestamp.astimezone(UTC).year
     except OverflowError:  # e.g. 0001-01-01 at +01:00 is a day before the calendar starts
         utc_year = 0
     if not FIRST_YEAR <= utc_year <= LAST_YEAR:
-        raise _RowError(f"timestamp {text[:40]!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
+        raise RowError(f"timestamp {text[:40]!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     return timestamp
 
 
-def _printable(raw: bytes) -> str:
+def printable_line(raw: bytes) -> str:
     # PostgreSQL text cannot hold NUL; keep everything else as close to the input as possible.
     # Only the stored head is decoded: escaping a hostile 10 MB line whole takes seconds.
     head = raw[: MAX_STORED_LINE_CHARS * 4]

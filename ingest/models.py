@@ -12,16 +12,23 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from ingest.devices import device_id, device_key
+
 DEFAULT_SITE = "default"
 
 
 class Metric(models.Model):
-    """A DCGM field such as ``DCGM_FI_DEV_GPU_UTIL``; samples refer to it by a small id."""
+    """A DCGM field such as ``DCGM_FI_DEV_GPU_UTIL``; samples refer to it by a small id.
+
+    Unit and kind come from the field table (``ingest.fields``), else from what the first page
+    naming the metric said (its HELP text's ``(in W)``, its TYPE), when the metric is created.
+    """
 
     id = models.SmallAutoField(primary_key=True)
     name = models.CharField(max_length=128, unique=True)
     unit = models.CharField(max_length=32, blank=True)
     help = models.TextField(blank=True)
+    kind = models.CharField(max_length=16, blank=True, help_text="gauge or counter")
 
     class Meta:
         ordering = ["name"]
@@ -30,15 +37,41 @@ class Metric(models.Model):
         return self.name
 
 
+class GpuQuerySet(models.QuerySet["Gpu"]):
+    def device(self, api_id: str) -> GpuQuerySet:
+        """The GPU or MIG instance an API id (``<uuid>`` or ``<uuid>:<instance>``) names."""
+        key = device_key(api_id)
+        if key is None:
+            return self.none()
+        uuid, instance = key
+        return self.filter(uuid=uuid, gpu_instance_id=instance)  # None matches IS NULL
+
+
 class Gpu(models.Model):
-    """One physical GPU. Its identity is the uuid: index and device repeat across hosts.
+    """A device: a physical GPU, or a MIG instance of one.
+
+    A GPU's identity is its uuid (index and device repeat across hosts). A MIG instance
+    reports its parent's uuid, so its identity is that uuid plus its GPU instance id; it
+    has its own series and never shares samples with its parent. Unique indexes treat NULLs
+    as distinct on PostgreSQL and SQLite alike, so (uuid, instance id) alone would let two
+    whole-GPU rows share a uuid: a partial unique index on uuid for whole GPUs closes that,
+    with no sentinel instance id standing in for "none".
 
     ``sample_count``, ``first_seen`` and ``last_seen`` are maintained by the collector in the
     same transaction as the samples, so they are exact and the API never counts samples.
     """
 
     id = models.AutoField(primary_key=True)
-    uuid = models.CharField(max_length=64, unique=True)
+    uuid = models.CharField(max_length=64)
+    gpu_instance_id = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="MIG instances only (GPU_I_ID)."
+    )
+    gpu_instance_profile = models.CharField(
+        max_length=32, blank=True, help_text="MIG instances only, e.g. 1g.5gb (GPU_I_PROFILE)."
+    )
+    parent = models.ForeignKey(
+        "self", models.PROTECT, null=True, blank=True, related_name="instances"
+    )
     gpu_index = models.PositiveSmallIntegerField()
     device = models.CharField(max_length=32)
     model_name = models.CharField(max_length=128)
@@ -48,13 +81,32 @@ class Gpu(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     sample_count = models.BigIntegerField(default=0)
 
+    objects = GpuQuerySet.as_manager()
+
     class Meta:
         verbose_name = "GPU"
         ordering = ["hostname", "gpu_index"]
         indexes = [models.Index(fields=["hostname", "gpu_index"], name="ingest_gpu_host_index")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["uuid", "gpu_instance_id"], name="ingest_gpu_device_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["uuid"],
+                condition=models.Q(gpu_instance_id__isnull=True),
+                name="ingest_gpu_whole_gpu_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.hostname}/{self.device} ({self.uuid})"
+        if self.gpu_instance_id is None:
+            return f"{self.hostname}/{self.device} ({self.uuid})"
+        return f"{self.hostname}/{self.device} MIG {self.gpu_instance_profile} ({self.device_id})"
+
+    @property
+    def device_id(self) -> str:
+        """The id the API knows it by: the uuid, or ``<uuid>:<GPU instance id>``."""
+        return device_id((self.uuid, self.gpu_instance_id))
 
 
 class Workload(models.Model):

@@ -21,7 +21,8 @@ def pipeline_stats() -> dict[str, Any]:
         for metric_id, name in Metric.objects.order_by("name").values_list("id", "name")
     }
     gpus = Gpu.objects.filter(sample_count__gt=0).aggregate(
-        unique_gpus=Count("id"),
+        # Physical GPUs: a GPU's MIG instances share its uuid.
+        unique_gpus=Count("uuid", distinct=True),
         unique_hosts=Count("hostname", distinct=True),
         first_timestamp=Min("first_seen"),
         last_timestamp=Max("last_seen"),

@@ -361,6 +361,8 @@ OPTIONAL_ATTRIBUTES = {
     "pod": "pod",
     "namespace": "namespace",
     "labels_raw": "labels",
+    "gpu_instance_id": "instance_id",
+    "gpu_instance_profile": "instance_profile",
 }
 
 
@@ -457,7 +459,7 @@ def sample_rows(draw: st.DrawFn) -> SampleRow:
         line_number=0,
         timestamp=draw(TIMESTAMPS),
         metric=draw(NAME_TEXT),
-        uuid=draw(NAME_TEXT),
+        uuid=draw(NAME_TEXT.filter(lambda uuid: ":" not in uuid)),
         gpu_index=draw(st.integers(min_value=0, max_value=MAX_GPU_INDEX)),
         device=draw(FIELD_TEXT),
         model=draw(FIELD_TEXT),
