@@ -9,7 +9,8 @@ supported). Such a value is a refusal, never a measurement.
 
 Sentinels are compared on the number as written: ``float()`` maps every int64 sentinel to
 2**63, so the text (or the exact integer a parser kept) decides the code. A value that already
-went through a double (2**63 exactly) is still an int64 blank, with its code lost. All
+went through a double (any number written that reads as the double 2**63) is still an int64
+blank, with its code lost. All
 sentinels are at or above ``SMALLEST_SENTINEL``, so a parser checks only such values.
 
 Which rules apply depends on the field's DCGM type (``ingest.fields``): int32 fields get the
@@ -29,8 +30,8 @@ INT64_BLANK: Final = 0x7FFFFFFFFFFFFFF0
 FP64_BLANK: Final = 2**47
 CODES: Final = 16  # k = 0..15 above each base
 SMALLEST_SENTINEL: Final = float(INT32_BLANK)
-# Every int64 sentinel, once it has been a double.
-INT64_AS_DOUBLE: Final = Decimal(2**63)
+# Every int64 sentinel, once it has been a double (as remote write or a float() makes it).
+INT64_AS_DOUBLE: Final = 2.0**63
 
 MEANINGS: Final = {0: "blank", 1: "not found", 2: "not supported", 3: "not permissioned"}
 
@@ -60,6 +61,6 @@ def blank_reason(written: str | int | float, dcgm_type: DcgmType | None) -> str 
         if code == code.to_integral_value() and 0 <= code < CODES:
             meaning = MEANINGS.get(int(code), f"blank code {int(code)}")
             return f"DCGM {meaning} ({rule} blank sentinel {shown})"
-        if rule == "int64" and number == INT64_AS_DOUBLE:
+        if rule == "int64" and float(number) == INT64_AS_DOUBLE:
             return f"DCGM blank (int64 blank sentinel rounded to a double, code lost: {shown})"
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +247,52 @@ def test_from_payload_rejects_a_chunk_id_over_100_characters() -> None:
 
 def test_from_payload_accepts_a_chunk_id_of_exactly_100_characters() -> None:
     assert Chunk.from_payload(good_payload(id="c" * 100)).chunk_id == "c" * 100
+
+
+# --- the format marker ---------------------------------------------------------------------
+
+PAGE = b'# TYPE DCGM_FI_DEV_GPU_TEMP gauge\nDCGM_FI_DEV_GPU_TEMP{gpu="0",UUID="GPU-1"} 40\n'
+SCRAPED_AT = datetime(2026, 3, 2, 10, 0, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "page_format", [chunks.ChunkFormat.EXPOSITION, chunks.ChunkFormat.OPENMETRICS]
+)
+def test_a_page_chunk_round_trips_with_its_format_and_scrape_time(
+    page_format: chunks.ChunkFormat,
+) -> None:
+    chunk = make_chunk(columns=(), data=PAGE, format=page_format, scraped_at=SCRAPED_AT, stamp=None)
+
+    assert Chunk.from_payload(chunk.to_payload()) == chunk
+
+
+def test_a_stored_page_republished_is_the_very_same_message() -> None:
+    chunk = make_chunk(
+        columns=(), data=PAGE, format=chunks.ChunkFormat.EXPOSITION, scraped_at=SCRAPED_AT
+    )
+
+    republished = Chunk.from_payload(chunk.to_payload()).to_payload()
+
+    assert msgpack.packb(republished) == msgpack.packb(chunk.to_payload())
+
+
+def test_a_message_without_a_format_is_a_csv_chunk_as_before() -> None:
+    payload = good_payload()
+    del payload["format"], payload["scraped_at"]
+
+    assert Chunk.from_payload(payload).format is chunks.ChunkFormat.CSV
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"format": "protobuf"},
+        {"format": "exposition", "scraped_at": None},
+        {"format": "exposition", "scraped_at": "2026-03-02T10:00:10"},
+    ],
+)
+def test_an_unknown_format_or_a_page_without_its_scrape_time_is_refused(
+    changes: dict[str, Any],
+) -> None:
+    with pytest.raises(PayloadError):
+        Chunk.from_payload(good_payload(**changes))
