@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench csv-validate audit bench-charts vendor-charts
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-exposition csv-validate audit bench-charts vendor-charts
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -169,6 +169,9 @@ bench-charts: $(VENV)/.installed browser  ## render time of uPlot, ECharts and C
 
 vendor-charts: $(VENV)/.installed  ## write the dashboard's pinned uPlot into dashboard/static again (npm pack), checked against the pin in dashboard/vendored.py
 	$(PY) -m scripts.vendor_charts $(ARGS)
+
+bench-exposition:  ## CPU per sample of parsing exporter pages (prometheus_client, text and OpenMetrics) against the CSV parser, same samples: make bench-exposition ARGS="--targets 100"
+	$(PY) -m scripts.bench_exposition $(ARGS)
 
 # --- Checking input -------------------------------------------------------------------------
 CSV_FILE ?= data/dcgm_metrics_sample.csv

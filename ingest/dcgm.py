@@ -6,9 +6,9 @@ that line alone instead of swallowing its neighbours. ``labels_raw`` holds ``key
 pairs with commas and doubled quotes inside one quoted field, which only a CSV parser reads.
 
 A MIG instance is a device of its own: its rows carry the parent GPU's uuid plus a GPU instance
-id and profile, in the optional ``gpu_instance_id``/``gpu_instance_profile`` columns or as
-``GPU_I_ID``/``GPU_I_PROFILE`` in ``labels_raw``. A value that is a DCGM blank sentinel
-(``ingest.blanks``) is rejected with its meaning, never stored.
+id and profile, in the optional ``gpu_instance_id``/``gpu_instance_profile`` columns or, in a
+file without them, as ``GPU_I_ID``/``GPU_I_PROFILE`` in ``labels_raw``. A value that is a
+DCGM blank sentinel (``ingest.blanks``) is rejected with its meaning, never stored.
 """
 
 from __future__ import annotations
@@ -384,7 +384,9 @@ class _ChunkBuilder:
         gpu_key, gpu_lookup = self.gpu_key, self.gpu_lookup
         metric_lookup, time_lookup = self.metric_lookup, self.time_lookup
         metric_at, time_at, value_at = self.layout.metric, self.layout.timestamp, self.layout.value
-        labels_at = self.layout.labels
+        # Instance columns, when the file has them, say which rows are MIG instances; without
+        # them labels_raw does, which costs a substring search per row (~0.25 us).
+        labels_at = self.layout.labels if self.layout.instance_id is None else None
         add_gpu, add_metric, add_time = (
             parsed.gpu_of_row.append,
             parsed.metric_of_row.append,
@@ -489,7 +491,7 @@ def _gpu_fields(fields: list[str], layout: ColumnLayout) -> GpuFields:
 
     labels_raw = optional(layout.labels)
     instance_id, instance_profile = optional(layout.instance_id), optional(layout.instance_profile)
-    if not instance_id and "GPU_I_ID" in labels_raw:
+    if layout.instance_id is None and "GPU_I_ID" in labels_raw:
         labels = parse_labels(labels_raw)
         instance_id = labels.get("GPU_I_ID", "")
         instance_profile = instance_profile or labels.get("GPU_I_PROFILE", "")

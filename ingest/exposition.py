@@ -15,14 +15,13 @@ Times: in processing mode every sample is stamped with the scrape time; in sourc
 sample keeps its own exposition timestamp when it has one, else the scrape time.
 
 Why prometheus_client's parsers rather than one of the project's own: measured on the same
-pages (``make bench-exposition``, figures in ``docs/exposition-parsing.md``), its text parser
-costs about 50 us a sample and its OpenMetrics parser about 60, this module's mapping a few
-more. The scale target, 100 exporters x 8 GPUs x 40 fields every 10 s, is 3,200 samples a
-second: about 0.2 of one core's time, on two cores whose CSV path spends ~26 us a row in all.
-That leaves the pipeline well within the target, and a faster hand-written parser would have
-to be kept in agreement with the format's edge cases (escapes, quoted names, exemplars, the
-OpenMetrics rules) forever. Should a larger fleet per collector make parsing the bottleneck,
-the measurement is the place to revisit this.
+pages (``make bench-exposition``, figures in ``docs/exposition-parsing.md``), this module costs
+60 to 65 us of CPU a sample, almost all of it the library's parsing. The scale target, 100
+exporters x 8 GPUs x 40 fields every 10 s, is 3,200 samples a second: about a fifth of one
+core, well within two. A parser of our own could be several times faster but would be a second
+implementation of the format (escapes, quoted names, exemplars, OpenMetrics' grouping rules)
+to keep in agreement with the library forever; the measurement is where to start if a
+collector must one day carry a fleet several times the target.
 """
 
 from __future__ import annotations
