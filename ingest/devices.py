@@ -8,8 +8,9 @@ arrived:
   other fields; ``GPU_I_ID`` and ``GPU_I_PROFILE`` make the series a MIG instance of that GPU
   (dcgm-exporter labels an instance with its parent's uuid);
 - ``container``, ``namespace`` and ``pod`` are the workload (empty strings: none);
-- per-row labels (``__name__``, and Prometheus's ``job``/``instance`` when the caller drops
-  them) are no part of the GPU;
+- per-sample labels (``ingest.dcgm.PER_SAMPLE_LABELS``: ``__name__``, Prometheus's
+  ``exported_*`` copies of workload labels) and, when the caller drops them, Prometheus's
+  ``job``/``instance`` are no part of the GPU;
 - every other label (``pci_bus_id``, ``DCGM_FI_DRIVER_VERSION``, pod labels the exporter adds
   when pod-label export is on, ...) is a GPU label.
 

@@ -70,7 +70,7 @@ def operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any
 def expected_statuses(path: str, operation: dict[str, Any]) -> set[int]:
     """The 200, a 404 for an unknown GPU, a 400 for a bad query parameter."""
     expected = {200}
-    if "{uuid}" in path:
+    if "{id}" in path:
         expected.add(404)
     if any(parameter["in"] == "query" for parameter in operation.get("parameters", [])):
         expected.add(400)
@@ -295,12 +295,12 @@ REAL_UUIDS = st.sampled_from(reference_uuids())
 def flatmap_path_parameters(
     context: HookContext, path_parameters: dict[str, Any] | None
 ) -> st.SearchStrategy[dict[str, Any] | None]:
-    """About half of the generated uuids become real ones, so the 200 paths are reached too."""
-    if not path_parameters or "uuid" not in path_parameters:
+    """About half of the generated ids become real uuids, so the 200 paths are reached too."""
+    if not path_parameters or "id" not in path_parameters:
         return st.just(path_parameters)
     return st.one_of(
         st.just(path_parameters),
-        REAL_UUIDS.map(lambda uuid: {**path_parameters, "uuid": uuid}),
+        REAL_UUIDS.map(lambda uuid: {**path_parameters, "id": uuid}),
     )
 
 

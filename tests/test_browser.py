@@ -70,7 +70,7 @@ REQUIRED_ASSETS = (
 TIMEOUT_MS = 30_000
 
 KNOWN_GPU = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
-DOCUMENTED_PATHS = ("/api/v1/gpus/{uuid}/telemetry", "/api/v1/stats")
+DOCUMENTED_PATHS = ("/api/v1/gpus/{id}/telemetry", "/api/v1/stats")
 LINES_PER_CHUNK = 500
 ADMIN_HEADER_BG = "rgb(65, 118, 144)"  # the admin's --header-bg, set by its base.css
 PASSWORD = "browser-test-password-7d1e"  # noqa: S105 (a throwaway user of the test database)
@@ -232,7 +232,7 @@ def check_api_docs(page: Page, base_url: str) -> None:
 def check_api_reference(page: Page, base_url: str) -> None:
     page.goto(f"{base_url}/api/redoc/")
     expect(page.locator("#redoc-container h1").first).to_contain_text("GPU telemetry API")
-    expect(page.get_by_text("/api/v1/gpus/{uuid}/telemetry").first).to_be_attached()
+    expect(page.get_by_text("/api/v1/gpus/{id}/telemetry").first).to_be_attached()
     screenshot(page, "api-redoc")
 
 

@@ -22,7 +22,12 @@ EXPORTER_LABELS = {
     "pod": "",
 }
 # What Prometheus adds to every series it stores or forwards.
-PROMETHEUS_LABELS = {"__name__": "DCGM_FI_DEV_FB_USED", "job": "dcgm", "instance": "node:9400"}
+PROMETHEUS_LABELS = {
+    "__name__": "DCGM_FI_DEV_FB_USED",
+    "job": "dcgm",
+    "instance": "node:9400",
+    "exported_pod": "train-0",
+}
 
 
 def test_a_mig_series_names_the_instance_of_its_parents_uuid() -> None:

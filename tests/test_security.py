@@ -213,10 +213,10 @@ API_PATTERNS = [p for p in api_urls.urlpatterns if isinstance(p, URLPattern)]
 
 
 def api_paths() -> list[str]:
-    """Every /api/v1 route, a detail route with a uuid that names no GPU."""
+    """Every /api/v1 route, a detail route with an id that names no GPU."""
     paths = []
     for pattern in API_PATTERNS:
-        kwargs = {"uuid": "no-such-gpu"} if "uuid" in pattern.pattern.regex.groupindex else {}
+        kwargs = {"id": "no-such-gpu"} if "id" in pattern.pattern.regex.groupindex else {}
         paths.append(reverse(f"api:{pattern.name}", kwargs=kwargs))
     return paths
 
