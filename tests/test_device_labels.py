@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingest.dcgm import RowError
-from ingest.devices import csv_gpu_labels, device_id, device_key, gpu_from_labels
+from ingest.devices import device_id, device_key, gpu_from_labels
 
 EXPORTER_LABELS = {
     "gpu": "0",
@@ -92,12 +92,6 @@ def test_labels_that_name_no_valid_device_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(RowError, match=reason):
         gpu_from_labels({**EXPORTER_LABELS, **change})
-
-
-def test_csv_labels_raw_keeps_the_same_gpu_labels_and_prometheus_job_and_instance() -> None:
-    labels = csv_gpu_labels({**EXPORTER_LABELS, **PROMETHEUS_LABELS})
-
-    assert labels == dict(gpu_from_labels({**EXPORTER_LABELS, **PROMETHEUS_LABELS}).labels or ())
 
 
 @pytest.mark.parametrize(
