@@ -9,7 +9,6 @@ commas in 2.x, empty workload labels, pod labels in Kubernetes mode.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,12 +16,9 @@ from hypothesis import strategies as st
 
 from ingest.dcgm import MetricDoc, ParsedChunk
 from ingest.exposition import ExpositionError, parse_page
+from tests.support.exporter import FIXTURES, MIG_PARENT, NOT_SUPPORTED, OTHER_GPU
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exporter"
 SCRAPED_AT = datetime(2026, 3, 2, 10, 0, 10, tzinfo=UTC)
-MIG_PARENT = "GPU-3431b6e1-96c2-f8f5-b8a6-24f2a1d9c660"
-OTHER_GPU = "GPU-8d1c0e4a-2b7f-6a31-c4d2-9e05f7b1a3e8"
-NOT_SUPPORTED = "DCGM not supported (int64 blank sentinel 9223372036854775794)"
 
 
 def page(name: str, **options: bool) -> ParsedChunk:
