@@ -21,16 +21,22 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 # The development run may stream from servers on this machine (127.0.0.0/8), which the fetch
 # policy refuses by default; a SOURCE_URL_ALLOW already in the environment wins.
 run: export SOURCE_URL_ALLOW ?= 127.0.0.0/8
+# var/dev.env (telemetry_project/dev_env.py) records what the run runs with: the development
+# flag, a secret key kept from run to run, RETENTION_DAYS, SOURCE_URL_ALLOW, the database and
+# broker given here. Every manage.py command of this checkout reads it, this recipe's and
+# those typed in another terminal.
 run: $(VENV)/.installed  ## the whole pipeline: web, beat, streamer, collector (embedded unless DATABASE_URL/REDIS_URL)
-	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
-	DJANGO_DEBUG=1 $(PY) manage.py add_source sample $(SAMPLE_CSV) --loop --batch-size 100 --interval 2 --if-missing
-	DJANGO_DEBUG=1 PORT=$(PORT) $(PY) manage.py run_pipeline
+	$(PY) -m telemetry_project.dev_env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py add_source sample $(SAMPLE_CSV) --loop --batch-size 100 --interval 2 --if-missing
+	PORT=$(PORT) $(PY) manage.py run_pipeline
 
 migrate: $(VENV)/.installed  ## apply migrations
 	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
 
-superuser: $(VENV)/.installed  ## admin login from DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASSWORD
-	DJANGO_DEBUG=1 $(PY) manage.py createsuperuser --noinput
+# Without DJANGO_SUPERUSER_USERNAME, createsuperuser asks for the login at the terminal.
+superuser: $(VENV)/.installed  ## an admin login: asked for, or from DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASSWORD
+	DJANGO_DEBUG=1 $(PY) manage.py createsuperuser $(if $(DJANGO_SUPERUSER_USERNAME),--noinput)
 
 test: $(VENV)/.installed browser prometheus-tools deploy-tools  ## the default suite (unit + integration against PostgreSQL, Redis, real workers, a real Prometheus)
 	$(PY) -m pytest -m "not slow and not faults"

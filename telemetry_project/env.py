@@ -4,6 +4,10 @@ Every reader fails loudly (``ImproperlyConfigured``) on a value it cannot use, s
 deployment stops the process at start-up instead of surfacing as odd behaviour later. Secrets
 may also be given as ``NAME_FILE`` naming a file (Docker and Kubernetes secrets); setting both
 is refused, since two sources for one secret is a deployment mistake.
+
+A variable the environment does not set may come from a settings file instead
+(``use_file_values``: the development checkout's ``var/dev.env``, ``telemetry_project.dev_env``);
+the environment always wins over it.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -25,18 +31,52 @@ _HOST_NAME = re.compile(
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
+# The settings (each also as NAME_FILE) that choose the database and the broker a process
+# talks to.
+CONNECTION_VARIABLES: Final = (
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_NAME",
+    "DB_SSL_MODE",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "REDIS_PASSWORD",
+)
+
+# Values from a settings file, for the names the environment does not set.
+_file_values: dict[str, str] = {}
+
+
+def use_file_values(values: Mapping[str, str]) -> None:
+    """Read ``values`` for every name the environment leaves unset (replacing earlier ones)."""
+    _file_values.clear()
+    _file_values.update(values)
+
+
+def _get(name: str) -> str | None:
+    value = os.environ.get(name)
+    return _file_values.get(name) if value is None else value
+
 
 def env_str(name: str, default: str = "") -> str:
     """Return the variable, or ``default`` when it is unset."""
-    return os.environ.get(name, default)
+    value = _get(name)
+    return default if value is None else value
 
 
 def env_secret(name: str, default: str = "") -> str:
     """Return a secret from ``NAME`` or from the file named by ``NAME_FILE``."""
-    file_name = os.environ.get(f"{name}_FILE")
+    # A secret the environment gives in either form is taken from there alone, so a settings
+    # file's NAME never clashes with the environment's NAME_FILE.
+    in_environment = name in os.environ or f"{name}_FILE" in os.environ
+    values: Mapping[str, str] = os.environ if in_environment else _file_values
+    file_name = values.get(f"{name}_FILE")
     if file_name is None:
-        return os.environ.get(name, default)
-    if name in os.environ:
+        return values.get(name, default)
+    if name in values:
         raise ImproperlyConfigured(f"set either {name} or {name}_FILE, not both")
     try:
         return Path(file_name).read_text().strip()
@@ -45,7 +85,7 @@ def env_secret(name: str, default: str = "") -> str:
 
 
 def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
+    raw = _get(name)
     if raw is None:
         return default
     lowered = raw.strip().lower()
@@ -57,7 +97,7 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
+    raw = _get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -70,7 +110,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    raw = os.environ.get(name)
+    raw = _get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -84,7 +124,7 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
 
 def env_list(name: str, default: list[str]) -> list[str]:
     """A comma-separated list; blank items are dropped."""
-    raw = os.environ.get(name)
+    raw = _get(name)
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]

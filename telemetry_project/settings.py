@@ -1,9 +1,10 @@
 """The one settings module, read from the environment.
 
-With no environment at all (apart from ``DJANGO_DEBUG=1``, which ``make run`` sets) the
-project runs embedded: SQLite and kombu's filesystem transport under ``var/``. Setting
-``DATABASE_URL`` (or the ``DB_*`` variables) and ``REDIS_URL`` switches the same processes to
-PostgreSQL and Redis. README.md lists every variable with its default.
+With no environment at all (apart from the development settings ``make run`` writes to
+``var/dev.env``, ``telemetry_project.dev_env``) the project runs embedded: SQLite and kombu's
+filesystem transport under ``var/``. Setting ``DATABASE_URL`` (or the ``DB_*`` variables) and
+``REDIS_URL`` switches the same processes to PostgreSQL and Redis. README.md lists every
+variable with its default.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from yarl import URL
 
+from telemetry_project import dev_env
 from telemetry_project.env import (
     env_bool,
     env_float,
@@ -24,9 +26,13 @@ from telemetry_project.env import (
     env_list,
     env_secret,
     env_str,
+    use_file_values,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A development checkout knows it is one: the settings `make run` ran with stand in for every
+# variable this process's environment leaves unset (none in production: there is no file).
+use_file_values(dev_env.load(BASE_DIR / "var"))
 VAR_DIR = Path(env_str("TELEMETRY_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)

@@ -26,6 +26,17 @@ def embedded_environment(var_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def bare_environment(var_dir: Path, **extra: str) -> dict[str, str]:
+    """A new terminal's environment: nothing of the project's settings, and the var folder
+    moved, so the checkout's own var/ and its dev.env stay out of the test."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "TELEMETRY_VAR_DIR": str(var_dir),
+        **extra,
+    }
+
+
 def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args],

@@ -25,6 +25,9 @@ TEST_ENVIRONMENT = {
     "RETENTION_DAYS": "0",
     # Tests serve http(s) sources from local servers, which the fetch policy refuses by default.
     "SOURCE_URL_ALLOW": "127.0.0.0/8",
+    # Empty: no development settings file (a developer's var/dev.env) is read by the suite
+    # or by the processes it starts.
+    "TELEMETRY_ENV_FILE": "",
 }
 
 for name, value in TEST_ENVIRONMENT.items():

@@ -47,6 +47,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ingest import bench_copy
 from ingest.apps import ingest_tables
 from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
+from telemetry_project.env import CONNECTION_VARIABLES
 
 DATABASE_NAME: Final = "telemetry_bench"
 SERVER_DSN: Final = "host=127.0.0.1 port=5432 user=postgres"
@@ -73,20 +74,6 @@ RSS_SAMPLE_SECONDS: Final = 0.1
 SERVICE_SCAN_SECONDS: Final = 2.0
 # The roles whose CPU time the report splits a row's cost into.
 CPU_ROLES: Final = ("streamer", "collector", "importer", "postgres", "redis")
-# Settings (and their *_FILE forms) that would point a child process at another database
-# or broker than the benchmark's.
-CONNECTION_VARIABLES: Final = (
-    "DATABASE_URL",
-    "DB_HOST",
-    "DB_PORT",
-    "DB_USER",
-    "DB_PASSWORD",
-    "DB_NAME",
-    "DB_SSL_MODE",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "REDIS_PASSWORD",
-)
 
 
 @dataclass(frozen=True)
@@ -297,6 +284,8 @@ class Command(BaseCommand):
             key: value
             for key, value in os.environ.items()
             if not key.startswith("TELEMETRY_FAULT")
+            # Settings that would point a child at another database or broker than the
+            # benchmark's.
             and key.removesuffix("_FILE") not in CONNECTION_VARIABLES
         }
         env.pop("DJANGO_DEBUG", None)
@@ -310,6 +299,8 @@ class Command(BaseCommand):
             LOG_LEVEL="WARNING",
             # import_csv keeps the generated rows' 2025 timestamps: no window may reject them.
             RETENTION_DAYS="0",
+            # A developer's var/dev.env must not fill in what this environment leaves unset.
+            TELEMETRY_ENV_FILE="",
         )
         if options["max_outstanding"]:
             env["MAX_OUTSTANDING_CHUNKS"] = str(options["max_outstanding"])
