@@ -571,6 +571,7 @@ class StreamSourceAdmin(TypedModelAdmin[StreamSource]):
     search_fields = ("name", "location")
     readonly_fields = (
         "beat_entry",
+        "command_line_only",
         "columns",
         "last_error",
         "last_error_at",
@@ -584,9 +585,10 @@ class StreamSourceAdmin(TypedModelAdmin[StreamSource]):
         self, request: HttpRequest, obj: StreamSource | None = None
     ) -> tuple[str, ...]:
         fields = tuple(self.readonly_fields)
-        if obj is not None and obj.cursors.exists():
-            # The shards' byte offsets were laid out in this file: register a new source
-            # to stream another one.
+        # The shards' byte offsets were laid out in this file: register a new source to
+        # stream another one. A command-line-only file was allowed for the import_csv that
+        # named it, not for whatever location this form might be given.
+        if obj is not None and (obj.command_line_only or obj.cursors.exists()):
             fields = ("location", "shards", *fields)
         return fields
 

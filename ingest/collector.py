@@ -28,6 +28,7 @@ from ingest.dcgm import ColumnLayout, DeviceKey, HeaderError, ParsedChunk, parse
 from ingest.dimensions import WorkloadKey
 from ingest.exposition import ExpositionError, parse_page
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Tally
+from ingest.rejections import retention_reason
 from ingest.writer import SampleBatch, write_samples
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def _reject_past_retention(parsed: ParsedChunk, stamp: datetime | None) -> None:
     if not retention_days or not len(parsed):
         return
     cutoff = timezone.now() - timedelta(days=retention_days)
-    reason = f"timestamp is older than the {retention_days}-day retention"
+    reason = retention_reason(retention_days)
     if stamp is not None:
         if stamp < cutoff:
             parsed.reject_rows(lambda _row: True, reason)

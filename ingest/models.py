@@ -182,6 +182,12 @@ class StreamSource(models.Model):
         default=True,
         help_text="Ticked by beat. One-shot imports (import_csv) publish their own ticks.",
     )
+    command_line_only = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="A file outside STREAM_SOURCE_DIRS, named to import_csv, which streams it "
+        "itself; workers refuse to read it.",
+    )
     columns = models.JSONField(default=list, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -9,6 +9,11 @@ admin form, ``add_source``, ``import_csv``) and again by the reader every time i
 source, so a location edited in the database or a symlink swapped later is still refused.
 Which addresses a URL may reach is ``ingest.fetch``'s policy, applied at every fetch (and, as
 a courtesy, at registration).
+
+One exception, confined to one process: a file its user named on the command line
+(``manage.py import_csv PATH``) may be read wherever it is, by that process only, while it
+runs (``reading_named_file``). Such a source is marked ``command_line_only`` and streamed by
+that command itself; workers refuse it (``ingest.streamer``), since nobody named it to them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -31,6 +39,10 @@ URL_SCHEMES = ("http", "https")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
+# Real paths of the files this process's user named on the command line (reading_named_file).
+_named_files: ContextVar[frozenset[Path]] = ContextVar("named_files", default=frozenset())
+
+
 class LocationRefusedError(ValueError):
     """The location breaks the source policy; the message says why and what setting to change."""
 
@@ -38,6 +50,47 @@ class LocationRefusedError(ValueError):
 def allowed_directories() -> list[Path]:
     """``STREAM_SOURCE_DIRS`` resolved, so a symlinked directory compares by its real path."""
     return [Path(folder).expanduser().resolve() for folder in settings.STREAM_SOURCE_DIRS]
+
+
+def _real_path(location: str) -> Path:
+    return Path(location.strip()).expanduser().resolve()
+
+
+def inside_source_dirs(location: str) -> bool:
+    """Whether a file location lies under ``STREAM_SOURCE_DIRS`` (after resolving it)."""
+    try:
+        return _inside(_real_path(location), allowed_directories())
+    except (OSError, RuntimeError):  # a symlink loop, an unreadable directory
+        return False
+
+
+@contextmanager
+def reading_named_file(location: str) -> Iterator[None]:
+    """Let this process read the file its user named, wherever it is, until the block ends.
+
+    Only the file's real path as resolved now is let through, and the rest of the policy is
+    still checked at every read: a symlink pointed elsewhere later, or another location
+    written into the source, is refused as usual.
+    """
+    named = _named_files.get()
+    # Unresolvable (a symlink loop): nothing is let through, and check_location says why.
+    with suppress(OSError, RuntimeError):
+        named |= {_real_path(location)}
+    token = _named_files.set(named)
+    try:
+        yield
+    finally:
+        _named_files.reset(token)
+
+
+def is_named_file(location: str) -> bool:
+    """Whether this process is reading ``location`` because its user named it."""
+    if is_url(location) or not _named_files.get():
+        return False
+    try:
+        return _real_path(location) in _named_files.get()
+    except (OSError, RuntimeError):  # a symlink loop, an unreadable directory
+        return False
 
 
 def is_url(location: str) -> bool:
@@ -84,17 +137,18 @@ def resolve_file(location: str) -> Path:
     outside the allowed directories. A missing file inside them raises the ``OSError``.
     """
     folders = allowed_directories()
-    if not folders:
-        raise LocationRefusedError(
-            f"{location} is a file, but STREAM_SOURCE_DIRS is empty, so sources may only be "
-            "http(s) URLs; list the directories files may be read from in STREAM_SOURCE_DIRS"
-        )
     given = Path(location).expanduser()
     try:
         real = given.resolve()
     except (OSError, RuntimeError) as error:  # a symlink loop, an unreadable directory
         raise LocationRefusedError(f"{location} cannot be resolved: {error}") from None
-    if not _inside(real, folders):
+    if not _permitted(real, folders):
+        if not folders:
+            raise LocationRefusedError(
+                f"{location} is a file, but STREAM_SOURCE_DIRS is empty, so sources may only "
+                "be http(s) URLs; list the directories files may be read from in "
+                "STREAM_SOURCE_DIRS"
+            )
         shown = location if real == given.absolute() else f"{location} (resolves to {real})"
         raise LocationRefusedError(
             f"{shown} is outside the directories sources may read ({_allowed_text(folders)}); "
@@ -111,8 +165,9 @@ def open_source_file(location: str) -> BinaryIO:
 
     The path is resolved and checked, then opened without following a final symlink and
     without blocking (a FIFO would otherwise wait for a writer), and the descriptor is
-    checked again: a regular file, at a path inside the allowed directories. That closes the
-    window between the check and the open in which a symlink could be swapped.
+    checked again: a regular file, at a path inside the allowed directories (or the file
+    named on the command line). That closes the window between the check and the open in
+    which a symlink could be swapped.
     """
     real = resolve_file(location)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -122,7 +177,7 @@ def open_source_file(location: str) -> BinaryIO:
         if not stat.S_ISREG(mode):
             raise LocationRefusedError(f"{location} is not a regular file ({_kind(mode)})")
         opened = _descriptor_path(descriptor)
-        if opened is not None and not _inside(opened, allowed_directories()):
+        if opened is not None and not _permitted(opened, allowed_directories()):
             raise LocationRefusedError(
                 f"{location} changed while it was opened and now points outside the "
                 f"directories sources may read ({_allowed_text()})"
@@ -167,6 +222,11 @@ def _check_url_addresses(url: str) -> None:
 
 def _inside(path: Path, folders: list[Path]) -> bool:
     return any(path == folder or path.is_relative_to(folder) for folder in folders)
+
+
+def _permitted(path: Path, folders: list[Path]) -> bool:
+    """A real path this process may read: inside ``folders``, or named by its user."""
+    return _inside(path, folders) or path in _named_files.get()
 
 
 def _allowed_text(folders: list[Path] | None = None) -> str:

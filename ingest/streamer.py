@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu import Connection
 
-from ingest import faults
+from ingest import faults, sources
 from ingest.chunks import Chunk
 from ingest.models import (
     IngestedChunk,
@@ -53,6 +53,7 @@ class TickReport:
     confirmed: int = 0
     throttled: bool = False
     finished: bool = False
+    error: str = ""  # the source error recorded on the source, if the tick failed with one
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -64,12 +65,23 @@ class TickReport:
         )
 
 
-def record_source_error(source_id: int, message: str) -> None:
+def record_source_error(source_id: int, message: str, report: TickReport) -> None:
     # update(), not save(): the beat schedule does not depend on these fields.
     StreamSource.objects.filter(pk=source_id).update(
         last_error=message[:2000], last_error_at=timezone.now()
     )
     logger.error("source %s: %s", source_id, message)
+    report.error = message
+    report.notes.append("source error")
+
+
+def _command_line_only_refusal(source: StreamSource) -> str:
+    """Why a worker does not stream a file that only its import_csv was allowed to read."""
+    return (
+        f"{source.location} is outside STREAM_SOURCE_DIRS and was named to import_csv, "
+        "which streams it itself; workers do not read it (copy the file under "
+        "STREAM_SOURCE_DIRS and register it again to stream it from workers)"
+    )
 
 
 def prepare_source(source: StreamSource) -> list[StreamCursor]:
@@ -108,11 +120,13 @@ def stream_tick(source_id: int, shard: int | None = None) -> TickReport:
     if source is None or not source.enabled:
         report.notes.append("source missing or disabled")
         return report
+    if source.command_line_only and not sources.is_named_file(source.location):
+        record_source_error(source.pk, _command_line_only_refusal(source), report)
+        return report
     try:
         cursors = prepare_source(source)
     except SourceError as error:
-        record_source_error(source.pk, str(error))
-        report.notes.append("source error")
+        record_source_error(source.pk, str(error), report)
         return report
     if shard is None and len(cursors) > 1:
         # Fan the shards out, so every idle streamer can take one.
@@ -132,8 +146,7 @@ def stream_tick(source_id: int, shard: int | None = None) -> TickReport:
     try:
         _tick_cursor(source, target.pk, report)
     except SourceError as error:
-        record_source_error(source.pk, str(error))
-        report.notes.append("source error")
+        record_source_error(source.pk, str(error), report)
         return report
     if source.last_error:
         StreamSource.objects.filter(pk=source.pk).update(last_error="", last_error_at=None)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import redis
 from django.db import connection
 
 from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
-from ingest.models import Sample
-from tests.conftest import REPO
+from ingest.models import IngestedChunk, Sample
+from ingest.queues import COLLECT_QUEUE
+from tests.conftest import REPO, Worker, WorkerFactory, wait_for
+
+# Celery's worker log line for each step of a task: received, succeeded, retry, raised...
+TASK_EVENT = re.compile(r"Task [\w.]+\[[\w-]+\] (\w+)")
 
 
 def generate_csv(
@@ -59,3 +67,35 @@ def duplicate_samples() -> int:
 
 def sample_count() -> int:
     return Sample.objects.count()
+
+
+def task_in_hand(worker: Worker) -> bool:
+    """Whether the last task the worker's log mentions was received and not yet finished."""
+    events = TASK_EVENT.findall(worker.output()[-4000:])
+    return bool(events) and events[-1] == "received"
+
+
+def kill_with_task_in_hand(worker: Worker, patience: float = 30) -> bool:
+    """SIGKILL the worker's process group, if possible while it works on a task.
+
+    Killed between two tasks, a worker loses nothing in the first place; the case that
+    needs the ledger and redelivery is a task cut off half way. Tasks take a fraction of a
+    second, so the log is polled closely. Returns whether the kill caught a task in hand.
+    """
+    deadline = time.monotonic() + patience
+    while not task_in_hand(worker) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    worker.kill()
+    assert worker.process.returncode == -signal.SIGKILL, worker.output()[-3000:]
+    return task_in_hand(worker)  # the log now ends where the kill stopped the worker
+
+
+def flush_the_broker_mid_import(
+    workers: WorkerFactory, collector: Worker, broker: redis.Redis
+) -> None:
+    """Once some chunks are committed, destroy queued chunks and start a new collector."""
+    wait_for(lambda: IngestedChunk.objects.count() >= 5, 120, what="some chunks to commit")
+    collector.terminate()  # let messages pile up, so the flush surely destroys some
+    wait_for(lambda: broker.llen(COLLECT_QUEUE) > 0, 60, what="queued chunks")
+    broker.flushdb()
+    workers.collector()

@@ -234,6 +234,30 @@ def test_editing_a_source_updates_its_beat_entry_but_not_the_file_it_streams(
 
 
 @pytest.mark.django_db
+def test_the_file_of_a_command_line_only_source_cannot_be_changed_in_the_admin(
+    admin_client: Client, tmp_path: Path
+) -> None:
+    # Registered by import_csv for a file outside STREAM_SOURCE_DIRS, not yet streamed.
+    source = StreamSource.objects.create(
+        name="named", location="/home/ops/export.csv", scheduled=False, command_line_only=True
+    )
+    allowed = tmp_path / "other.csv"
+    allowed.write_text(",".join(COLUMNS) + "\n")
+    form = {"name": "named", "location": str(allowed), "site": "default", "batch_size": 1000,
+            "interval_seconds": 5, "pace": "fast", "timestamp_mode": "source", "shards": 2,
+            "enabled": "on", "cursors-TOTAL_FORMS": 0, "cursors-INITIAL_FORMS": 0}  # fmt: skip
+
+    page = admin_client.get(change_url(source)).content.decode()
+    response = admin_client.post(change_url(source), form)
+
+    assert 'name="location"' not in page
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert (source.location, source.shards) == ("/home/ops/export.csv", 1)
+    assert source.command_line_only
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("model", INGEST_MODELS, ids=lambda model: model.__name__)
 def test_anonymous_visitors_are_sent_to_the_login_page(client: Client, model: type[Model]) -> None:
     name = model._meta.model_name

@@ -47,7 +47,7 @@ from ingest.chunks import Chunk
 from ingest.queues import COLLECT_QUEUE, publish_chunk
 from tests.conftest import REPO, Worker, WorkerFactory, wait_for
 from tests.fault_servers import PostgresServer, RedisServer, free_port
-from tests.pipeline_helpers import generate_csv, start_import
+from tests.pipeline_helpers import generate_csv, kill_with_task_in_hand, start_import
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -65,8 +65,6 @@ DUPLICATES_SQL = (
 )
 CHUNKS_SQL = "SELECT count(*) FROM ingest_ingestedchunk"
 ROWS_READ_SQL = "SELECT COALESCE(SUM(rows_streamed), 0) FROM ingest_streamcursor"
-# Celery's worker log line for each step of a task: received, succeeded, retry, raised...
-TASK_EVENT = re.compile(r"Task [\w.]+\[[\w-]+\] (\w+)")
 # The streamer's own report of a tick (Celery's "succeeded" line repeats it: not counted).
 TICK_REPUBLISHED = re.compile(r"ingest\.tasks stream source=.* republished=(\d+)")
 STREAMING_CURSORS_SQL = "SELECT count(*) FROM ingest_streamcursor WHERE NOT finished"
@@ -271,27 +269,6 @@ def chunks_republished(workers: list[Worker]) -> int:
         if worker.role == "streamer"
         for count in TICK_REPUBLISHED.findall(worker.output())
     )
-
-
-def task_in_hand(worker: Worker) -> bool:
-    """Whether the last task the worker's log mentions was received and not yet finished."""
-    events = TASK_EVENT.findall(worker.output()[-4000:])
-    return bool(events) and events[-1] == "received"
-
-
-def kill_with_task_in_hand(worker: Worker, patience: float = 30) -> bool:
-    """SIGKILL the worker's process group, if possible while it works on a task.
-
-    Killed between two tasks, a worker loses nothing in the first place; the case that
-    needs the ledger and redelivery is a task cut off half way. Tasks take a fraction of a
-    second, so the log is polled closely. Returns whether the kill caught a task in hand.
-    """
-    deadline = time.monotonic() + patience
-    while not task_in_hand(worker) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    worker.kill()
-    assert worker.process.returncode == -signal.SIGKILL, worker.output()[-3000:]
-    return task_in_hand(worker)  # the log now ends where the kill stopped the worker
 
 
 def kill_and_replace(

@@ -20,6 +20,7 @@ from tests.conftest import REFERENCE_CSV, WorkerFactory, wait_for
 from tests.pipeline_helpers import (
     duplicate_samples,
     finish_import,
+    flush_the_broker_mid_import,
     generate_csv,
     sample_count,
     start_import,
@@ -165,11 +166,7 @@ def test_messages_flushed_from_the_broker_mid_import_are_published_again(
     log = tmp_path / "import.log"
     importer = start_import(csv_path, pipeline_env, log, "--batch-size", "1000")
 
-    wait_for(lambda: IngestedChunk.objects.count() >= 5, 120, what="some chunks to commit")
-    collector.terminate()  # let messages pile up, so the flush surely destroys some
-    wait_for(lambda: broker.llen(COLLECT_QUEUE) > 0, 60, what="queued chunks")
-    broker.flushdb()
-    workers.collector()
+    flush_the_broker_mid_import(workers, collector, broker)
 
     output = finish_import(importer, log)
     assert f"committed={rows} rejected=0" in output

@@ -178,9 +178,24 @@ def test_add_source_refuses_each_hostile_location_with_a_clear_error(
 
 
 @pytest.mark.django_db
-def test_import_csv_refuses_a_hostile_location_before_creating_a_source(layout: Layout) -> None:
-    with pytest.raises(CommandError, match="outside the directories sources may read"):
+def test_import_csv_reads_the_file_its_user_named_but_refuses_one_that_is_no_dcgm_export(
+    layout: Layout,
+) -> None:
+    # Outside STREAM_SOURCE_DIRS: the person typing the command may name any file they can
+    # read, and what is not a DCGM export is refused before a source exists.
+    with pytest.raises(CommandError, match="header lacks the column"):
         call_command("import_csv", "/etc/passwd", no_progress=True, stdout=io.StringIO())
+    assert not StreamSource.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", ["file-url", "ftp-url", "fifo", "folder"])
+def test_import_csv_refuses_what_is_no_regular_file_or_http_url_even_when_named(
+    layout: Layout, case: str
+) -> None:
+    location = HOSTILE[case](layout)
+    with pytest.raises(CommandError, match=re.escape(EXPECTED_MESSAGE[case])):
+        call_command("import_csv", location, no_progress=True, stdout=io.StringIO())
     assert not StreamSource.objects.exists()
 
 

@@ -11,10 +11,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from ingest import rejections
 from ingest.dcgm_generator import CSV_HEADER
-from ingest.management.commands import validate_csv
-from ingest.management.commands.validate_csv import reason_group
 from ingest.models import Gpu, Metric, RejectedRow, Sample, StreamSource
+from ingest.rejections import reason_group
 from tests.conftest import REFERENCE_CSV
 
 HEADER = CSV_HEADER + "\n"
@@ -174,7 +174,7 @@ def test_reasons_that_quote_values_are_grouped_without_them(reason: str, group: 
 def test_the_number_of_reason_groups_is_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(validate_csv, "MAX_REASON_GROUPS", 2)
+    monkeypatch.setattr(rejections, "MAX_REASON_GROUPS", 2)
     csv = tmp_path / "many.csv"
     csv.write_text(HEADER + row(value="abc") + row(gpu="x") + row(uuid="") + row(metric="") + row())
     output, error = validate(csv)

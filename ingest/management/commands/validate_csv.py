@@ -19,7 +19,6 @@ file is missing or its header is not a DCGM header.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import sys
 from collections.abc import Iterator
@@ -35,35 +34,9 @@ from django.utils import timezone
 from ingest import sources
 from ingest.dcgm import parse_lines
 from ingest.management.commands.add_source import positive_int
+from ingest.models import StreamSource
 from ingest.reader import Header, SourceError, open_at, parse_header, read_line_runs
-
-# Rules that turn a rejection reason into its group: reasons quote the offending value
-# ("value 'abc' is not a number"), which would give every bad value a group of its own.
-_REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        re.compile(r"^expected (\d+) columns, found \d+$"),
-        r"wrong number of columns (expected \1)",
-    ),
-    (re.compile(r"^(unparseable line: \w+):.*$", re.DOTALL), r"\1"),
-    (re.compile(r"^gpu_id -?\d+ is out of range$"), "gpu_id is out of range"),
-    (re.compile(r" (?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"), ""),
-)
-# Distinct groups kept; hostile input cannot grow the report past this.
-MAX_REASON_GROUPS = 100
-OTHER_REASONS = "other reasons (more distinct reasons than the report lists)"
-
-
-def reason_group(reason: str) -> str:
-    """The group a rejection reason is counted under, without the values it quotes."""
-    for pattern, replacement in _REASON_RULES:
-        reason = pattern.sub(replacement, reason)
-    return reason
-
-
-@dataclass
-class ReasonCount:
-    count: int
-    example_line: int
+from ingest.rejections import ReasonTally, retention_reason
 
 
 @dataclass
@@ -73,7 +46,7 @@ class Tally:
     rows: int = 0
     good: int = 0
     rejected: int = 0
-    reasons: dict[str, ReasonCount] = field(default_factory=dict)
+    reasons: ReasonTally = field(default_factory=ReasonTally)
     gpus: set[str] = field(default_factory=set)
     hosts: set[str] = field(default_factory=set)
     metrics: set[str] = field(default_factory=set)
@@ -82,14 +55,7 @@ class Tally:
 
     def reject(self, line_number: int, reason: str) -> None:
         self.rejected += 1
-        group = reason_group(reason)
-        if group not in self.reasons and len(self.reasons) >= MAX_REASON_GROUPS:
-            group = OTHER_REASONS
-        counted = self.reasons.get(group)
-        if counted is None:
-            self.reasons[group] = ReasonCount(1, line_number)
-        else:
-            counted.count += 1
+        self.reasons.add(reason, line_number)
 
 
 class Command(BaseCommand):
@@ -108,10 +74,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--timestamp-mode",
-            choices=("processing", "source"),
-            default="processing",
-            help="With 'source' (as import_csv streams), rows older than RETENTION_DAYS "
-            "count as rejected, as the collector would reject them.",
+            choices=StreamSource.TimestampMode.values,
+            default=StreamSource.TimestampMode.SOURCE,
+            help="As import_csv's option of that name, with the same default: with 'source', "
+            "rows older than RETENTION_DAYS count as rejected, as the collector would reject "
+            "them; with 'processing' rows are stored at the time they are processed.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -129,10 +96,12 @@ class Command(BaseCommand):
     def _tally(self, stream: IO[bytes], header: Header, options: dict[str, Any]) -> Tally:
         tally = Tally()
         cutoff = None
-        if options["timestamp_mode"] == "source" and settings.RETENTION_DAYS:
+        if (
+            options["timestamp_mode"] == StreamSource.TimestampMode.SOURCE
+            and settings.RETENTION_DAYS
+        ):
             cutoff = timezone.now() - timedelta(days=settings.RETENTION_DAYS)
-        # The collector's own wording, so the group matches what import would record.
-        retention_reason = f"timestamp is older than the {settings.RETENTION_DAYS}-day retention"
+        past_retention = retention_reason(settings.RETENTION_DAYS)
         line = 2
         runs = read_line_runs(
             stream, header.data_start, None, options["lines_per_run"], max_runs=sys.maxsize
@@ -145,7 +114,7 @@ class Command(BaseCommand):
                 tally.reject(rejected.line_number, rejected.reason)
             for row in parsed.rows:
                 if cutoff is not None and row.timestamp < cutoff:
-                    tally.reject(row.line_number, retention_reason)
+                    tally.reject(row.line_number, past_retention)
                     continue
                 tally.good += 1
                 tally.gpus.add(row.uuid)
@@ -164,9 +133,8 @@ class Command(BaseCommand):
         write(f"rows:          {tally.rows}")
         write(f"good rows:     {tally.good}")
         write(f"rejected rows: {tally.rejected}")
-        by_count = sorted(tally.reasons.items(), key=lambda item: (-item[1].count, item[0]))
-        for reason, counted in by_count:
-            write(f"  {counted.count:>10}  {reason} (e.g. line {counted.example_line})")
+        for line in tally.reasons.report_lines():
+            write(line)
         write(f"gpus:          {len(tally.gpus)}")
         write(f"hosts:         {len(tally.hosts)}")
         write(f"metrics:       {len(tally.metrics)}")
