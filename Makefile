@@ -69,7 +69,7 @@ load-tools:  ## wrk, the HTTP load generator of the load test (apt-get, as root,
 	fi
 
 PROMETHEUS := /usr/bin/prometheus
-prometheus-tools:  ## Debian's Prometheus and promtool, which tests start as a real sender (apt-get, as root, if missing)
+prometheus-tools:  ## Debian's Prometheus and promtool, which tests start as a real remote-write sender and as a scraper of /metrics (apt-get, as root, if missing)
 	@if [ ! -x $(PROMETHEUS) ]; then \
 		if [ "$$(id -u)" != 0 ]; then \
 			echo "prometheus-tools: $(PROMETHEUS) is missing; run 'make prometheus-tools' as root (or apt-get install prometheus)" >&2; \

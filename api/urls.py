@@ -7,7 +7,9 @@ from api.views import GpuViewSet, HostViewSet, MetricListView, StatsView
 
 app_name = "api"
 
-router = SimpleRouter(trailing_slash=False)
+# Path converters rather than regular expressions: a route then reads as a template
+# (api/v1/gpus/<str:id>/telemetry), which is what request metrics are labelled with.
+router = SimpleRouter(trailing_slash=False, use_regex_path=False)
 router.register("gpus", GpuViewSet, basename="gpu")
 router.register("hosts", HostViewSet, basename="host")
 

@@ -121,7 +121,7 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
     filterset_class = GpuFilter
     pagination_class = CountedPagination
     lookup_url_kwarg = "id"
-    lookup_value_regex = "[^/]+"
+    lookup_value_converter = "str"
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         gpus = self.filter_queryset(self.get_queryset()).values_list(*GPU_COLUMNS)

@@ -92,7 +92,9 @@ case "$role" in
   web)
     wait_for_migrations
     record web - -
+    # The config module runs prometheus_client's multiprocess mode across the workers.
     exec gunicorn telemetry_project.wsgi:application \
+      --config python:telemetry_project.gunicorn_config \
       --bind "${WEB_HOST:-0.0.0.0}:${PORT:-8000}" \
       --workers "${WEB_CONCURRENCY:-2}" \
       --timeout "${WEB_TIMEOUT:-60}" \

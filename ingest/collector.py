@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -90,7 +91,7 @@ def collect(payload: object, delivery: Delivery | None = None) -> CollectResult:
     except PayloadError as error:
         return dead_letter_payload(payload, str(error), chunk_id="", source_id=None)
     if IngestedChunk.objects.filter(pk=chunk.chunk_id).exists():
-        return CollectResult(chunk.chunk_id, "duplicate")
+        return _skip_duplicate(chunk)
 
     attempt = count_attempt(chunk.chunk_id, settling=delivery.owed)
     delivery.counted = True
@@ -176,6 +177,7 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
     partitions.ensure_partitions({batch.timestamps[at].astimezone(UTC).date() for at in used_times})
     rejected = parsed.rejected
     rows = len(batch.values)
+    label = counters.source_label(chunk.source_id)
     try:
         with transaction.atomic():
             if not _claim_ledger(chunk, rows, len(rejected)):
@@ -203,11 +205,43 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
                 }
             )
             additions[Tally.REJECTED] += len(rejected)
+            additions[Tally.source_key(label, Tally.SourceCounter.ROWS_COMMITTED)] += rows
+            additions[Tally.source_key(label, Tally.SourceCounter.ROWS_REJECTED)] += len(rejected)
+            additions[Tally.source_key(label, Tally.SourceCounter.CHUNKS_COMMITTED)] += 1
             counters.add_tallies(additions, stripe=counters.stripe_for(chunk.chunk_id))
             ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
     except _AlreadyCommittedError:
-        return CollectResult(chunk.chunk_id, "duplicate")
+        return _skip_duplicate(chunk)
     return CollectResult(chunk.chunk_id, "committed", rows, len(rejected))
+
+
+def _skip_duplicate(chunk: Chunk) -> CollectResult:
+    """Count a delivery of a chunk the ledger already holds, which writes nothing else.
+
+    The count is its own small statement, committed after the duplicate is recognised and
+    without waiting for the disk: a worker killed in between, or a database crash losing the
+    unflushed commit, misses one. That is fine for what it is, a diagnostic of redelivery;
+    holding the count to the ledger's standard would cost every duplicate a flush.
+    """
+    with _unflushed_transaction():
+        label = counters.source_label(chunk.source_id)
+        _count_one(label, chunk.chunk_id, Tally.SourceCounter.DUPLICATE_DELIVERIES)
+    return CollectResult(chunk.chunk_id, "duplicate")
+
+
+def _count_one(source_label: str, chunk_id: str, counter: Tally.SourceCounter) -> None:
+    key = Tally.source_key(source_label, counter)
+    counters.add_tallies({key: 1}, stripe=counters.stripe_for(chunk_id))
+
+
+@contextmanager
+def _unflushed_transaction() -> Iterator[None]:
+    """A transaction whose commit does not wait for the disk, for counts that may lose one."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
 
 
 def _claim_ledger(chunk: Chunk, rows: int, rejected: int, *, dead_lettered: bool = False) -> bool:
@@ -236,9 +270,7 @@ def count_attempt(chunk_id: str, *, settling: int = 0) -> Attempt:
     only delays a dead letter by one delivery (or, with a settling lost beside it, lets a
     later delivery give back one count too many), and waiting would cost every chunk a flush.
     """
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    with _unflushed_transaction(), connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ingest_chunkattempt (chunk_id, attempts, last_error, updated_at) "
             "VALUES (%s, 1, '', %s) ON CONFLICT (chunk_id) DO UPDATE SET attempts = CASE "
@@ -262,17 +294,22 @@ def record_failure(payload: object, error: BaseException) -> None:
 
 def dead_letter_chunk(chunk: Chunk, payload: object, reason: str, attempts: int) -> CollectResult:
     """Store the chunk whole and mark it done in the ledger, so it is not re-published."""
-    with transaction.atomic():
-        if not _claim_ledger(chunk, 0, 0, dead_lettered=True):
-            return CollectResult(chunk.chunk_id, "duplicate")
-        DeadLetter.objects.create(
-            chunk_id=chunk.chunk_id,
-            source_id=chunk.source_id,
-            payload=_pack(payload),
-            reason=reason,
-            attempts=attempts,
-        )
-        ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
+    label = counters.source_label(chunk.source_id)
+    try:
+        with transaction.atomic():
+            if not _claim_ledger(chunk, 0, 0, dead_lettered=True):
+                raise _AlreadyCommittedError
+            DeadLetter.objects.create(
+                chunk_id=chunk.chunk_id,
+                source_id=chunk.source_id,
+                payload=_pack(payload),
+                reason=reason,
+                attempts=attempts,
+            )
+            ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
+            _count_one(label, chunk.chunk_id, Tally.SourceCounter.DEAD_LETTERS)
+    except _AlreadyCommittedError:
+        return _skip_duplicate(chunk)
     logger.warning("chunk %s dead-lettered: %s", chunk.chunk_id, reason)
     return CollectResult(chunk.chunk_id, "dead-letter")
 
@@ -280,9 +317,11 @@ def dead_letter_chunk(chunk: Chunk, payload: object, reason: str, attempts: int)
 def dead_letter_payload(
     payload: object, reason: str, *, chunk_id: str, source_id: int | None
 ) -> CollectResult:
-    DeadLetter.objects.create(
-        chunk_id=chunk_id, source_id=source_id, payload=_pack(payload), reason=reason
-    )
+    with transaction.atomic():
+        DeadLetter.objects.create(
+            chunk_id=chunk_id, source_id=source_id, payload=_pack(payload), reason=reason
+        )
+        _count_one(counters.source_label(source_id), chunk_id, Tally.SourceCounter.DEAD_LETTERS)
     logger.warning("unreadable collect message dead-lettered: %s", reason)
     return CollectResult(chunk_id or "?", "dead-letter")
 

@@ -1,4 +1,4 @@
-"""The exact counters behind /gpus and /stats, kept in step with the sample table.
+"""The exact counters behind /gpus, /stats and /metrics, kept in step with the sample table.
 
 They change in the same transaction as the samples they count: a chunk's commit adds to
 them, and dropping an expired partition subtracts its rows. Updates touch rows in a fixed
@@ -15,13 +15,29 @@ from typing import Any
 
 from django.db import connection
 
-from ingest.models import Tally
+from ingest.models import StreamSource, Tally
 from ingest.writer import SampleBatch
 
 
 def stripe_for(chunk_id: str) -> int:
     """The tally stripe a chunk adds to: spread, so collectors rarely update the same row."""
     return zlib.crc32(chunk_id.encode()) % Tally.STRIPES
+
+
+def source_label(source_id: int | None) -> str:
+    """The label a chunk of ``source_id`` is counted under in the per-source tallies.
+
+    Read for every chunk (a primary-key lookup, small beside a chunk's commit) rather than
+    cached, so a source the admin switches between scheduled and one-off is counted as what
+    it is now.
+    """
+    if source_id is None:
+        return Tally.UNKNOWN_SOURCE
+    scheduled = StreamSource.objects.filter(pk=source_id).values_list("scheduled", flat=True)
+    found = scheduled.first()
+    if found is None:  # the source was deleted while its chunks were in flight
+        return Tally.UNKNOWN_SOURCE
+    return str(source_id) if found else Tally.IMPORTS
 
 
 def add_tallies(additions: Mapping[str, int], *, stripe: int) -> None:

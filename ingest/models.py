@@ -256,6 +256,9 @@ class OutstandingChunk(models.Model):
     first_line = models.BigIntegerField()
     line_count = models.PositiveIntegerField()
     stamp = models.DateTimeField(null=True, blank=True, help_text="Null in source-time mode.")
+    # When the chunk was recorded; published_at moves on with every re-publishing, this does
+    # not, so the age of a chunk that never commits keeps growing (/metrics).
+    recorded_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField()
     publish_count = models.PositiveIntegerField(default=1)
 
@@ -355,14 +358,31 @@ class DeadLetter(models.Model):
 
 
 class Tally(models.Model):
-    """Striped counters (per metric, rejected rows) that /stats sums instead of counting rows.
+    """Striped counters that /stats and /metrics sum instead of counting rows.
 
     Each chunk adds to one stripe chosen from its id, so concurrent collectors rarely update
-    the same row and no single counter row serialises every commit.
+    the same row and no single counter row serialises every commit. Names: ``metric:<id>``
+    (samples stored), ``rejected`` (rows rejected), and per-source counters
+    ``source:<label>:<counter>``, where the label is a source's id, ``import`` for every
+    one-off import (unscheduled sources, which would otherwise add counters without bound)
+    or ``unknown`` for a message that names no existing source.
     """
 
     STRIPES = 16
     REJECTED = "rejected"
+    METRIC_PREFIX = "metric:"
+    SOURCE_PREFIX = "source:"
+    IMPORTS = "import"
+    UNKNOWN_SOURCE = "unknown"
+
+    class SourceCounter(models.TextChoices):
+        """What a per-source tally counts."""
+
+        ROWS_COMMITTED = "rows_committed", "rows committed as samples"
+        ROWS_REJECTED = "rows_rejected", "rows rejected"
+        CHUNKS_COMMITTED = "chunks_committed", "chunks committed"
+        DUPLICATE_DELIVERIES = "duplicates", "deliveries of a chunk already done, skipped"
+        DEAD_LETTERS = "dead_letters", "messages set aside as dead letters"
 
     name = models.CharField(max_length=140)
     stripe = models.PositiveSmallIntegerField()
@@ -377,9 +397,21 @@ class Tally(models.Model):
     def __str__(self) -> str:
         return f"{self.name}[{self.stripe}]={self.value}"
 
-    @staticmethod
-    def metric_key(metric_id: int) -> str:
-        return f"metric:{metric_id}"
+    @classmethod
+    def metric_key(cls, metric_id: int) -> str:
+        return f"{cls.METRIC_PREFIX}{metric_id}"
+
+    @classmethod
+    def source_key(cls, label: str, counter: Tally.SourceCounter) -> str:
+        return f"{cls.SOURCE_PREFIX}{label}:{counter.value}"
+
+    @classmethod
+    def split_source_key(cls, name: str) -> tuple[str, Tally.SourceCounter] | None:
+        """(label, counter) of a per-source tally's name; None for any other tally."""
+        label, _, counter = name.removeprefix(cls.SOURCE_PREFIX).rpartition(":")
+        if not name.startswith(cls.SOURCE_PREFIX) or counter not in cls.SourceCounter.values:
+            return None
+        return label, cls.SourceCounter(counter)
 
     @classmethod
     def totals(cls) -> dict[str, int]:

@@ -48,8 +48,9 @@ def publish_chunk(payload: object, connection: Connection) -> None:
     )
 
 
-def check_broker(timeout: int = 2) -> None:
-    """Raise if the broker cannot be reached within ``timeout`` seconds."""
+def check_broker(timeout: int = 2) -> int:
+    """The collect queue's depth; raises if the broker cannot be reached within ``timeout``
+    seconds (the pooled connection of ``queue_depth`` retries for longer)."""
     with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=timeout)
-        queue_depth(COLLECT_QUEUE, connection)
+        return queue_depth(COLLECT_QUEUE, connection)

@@ -239,6 +239,7 @@ def _advance(
                 first_line=cursor.next_line,
                 line_count=run.line_count,
                 stamp=stamp,
+                recorded_at=now,
                 published_at=now,
             )
             planned.append(_Planned(chunk, _message(source, cursor, chunk, data)))

@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise: static files (the liveness probe's among them) are not counted.
+    "api.request_metrics.RequestMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "api.middleware.RefuseControlCharacters",
@@ -324,8 +326,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # (else every request looks like http and redirects forever), and plain-http deployments
 # (Compose on localhost, the test client) would stop working.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
-# The health probe is answered over plain http: kubelets and Compose probe the pod directly.
-SECURE_REDIRECT_EXEMPT = [r"^health$"]
+# The health probe and /metrics are answered over plain http: kubelets, Compose and
+# Prometheus reach the pod directly.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
 if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     # Only behind a proxy that sets (and overwrites) X-Forwarded-Proto: a client could forge it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -403,6 +406,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "api.schema.document_uri_too_long",
     ],
+    # Django's str converter, which the API's routes use for GPU ids: any text but a slash.
+    "PATH_CONVERTER_OVERRIDES": {"str": {"type": "string", "pattern": "^[^/]+$"}},
 }
 
 LOGGING = {

@@ -1,4 +1,5 @@
-"""Top-level routes: the admin, the health probe, the versioned API and its documentation."""
+"""Top-level routes: the admin, the health probe, the versioned API and its documentation,
+and the pipeline's own Prometheus metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,11 +10,13 @@ from drf_spectacular.views import (
 )
 
 from api.permissions import docs_login_required
+from api.prometheus import metrics
 from api.views import HealthView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", HealthView.as_view(), name="health"),
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", include("api.urls")),
     # API_DOCS_REQUIRE_LOGIN: the schema and both documentation pages need a login.
     path("api/schema/", docs_login_required(SpectacularAPIView.as_view()), name="schema"),

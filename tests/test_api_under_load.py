@@ -8,10 +8,8 @@ no 5xx, no connection error, and the latency percentiles are printed for the rec
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import pytest
 from ingest.models import Gpu
 from tests.conftest import REPO, WorkerFactory, wait_for
 from tests.pipeline_helpers import finish_import, generate_csv, start_import
+from tests.support.servers import answers, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,20 +35,6 @@ function request()
   return wrk.format("GET", paths[(n % #paths) + 1])
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 (a local URL)
-            return bool(reply.status == 200)
-    except OSError:
-        return False
 
 
 def percentile_ms(output: str, percentile: str) -> float:

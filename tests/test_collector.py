@@ -21,11 +21,15 @@ HEADER = tuple(LINES[0].decode().split(","))
 
 
 def make_chunk(
-    body: list[bytes], *, chunk_id: str = "1:0:1:100", stamp: datetime | None = None
+    body: list[bytes],
+    *,
+    chunk_id: str = "1:0:1:100",
+    stamp: datetime | None = None,
+    source_id: int = 1,
 ) -> Chunk:
     return Chunk(
         chunk_id=chunk_id,
-        source_id=1,
+        source_id=source_id,
         first_line=2,
         line_count=len(body),
         columns=HEADER,

@@ -108,6 +108,7 @@ def test_long_running_roles_refuse_arguments_and_name_the_variables(
 def test_the_web_role_runs_gunicorn_from_its_variables(tmp_path: Path) -> None:
     default = run(tmp_path / "default", "web")
     assert default.command[:2] == ["gunicorn", "telemetry_project.wsgi:application"]
+    assert default.option("--config") == "python:telemetry_project.gunicorn_config"
     assert default.option("--bind") == "0.0.0.0:8000"
     assert default.option("--workers") == "2"
     assert default.option("--timeout") == "60"
