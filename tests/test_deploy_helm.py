@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from django.http.request import validate_host
 
 from ingest.models import stream_queue_for_site
 from tests.support.entrypoint import run_entrypoint
@@ -204,6 +205,9 @@ def test_every_value_is_documented_with_a_param_comment() -> None:
         "collector.livenessProbe.failureThreshold=0",
         "streamer.startupProbe.timeoutSeconds=0",
         "collector.startupProbe.successThreshold=1",
+        "django.apiRequireToken=sometimes",
+        "web.metrics.serviceMonitor.interval=often",
+        "web.metrics.serviceMonitor.tokenSecret.name=Not A Name",
     ],
 )
 def test_schema_rejects_nonsense(option: str) -> None:
@@ -500,6 +504,104 @@ def test_a_budget_that_would_hang_drains_is_refused(options: list[str], message:
     assert message in error
 
 
+# --- The pipeline's /metrics -------------------------------------------------------------
+
+WEB_SERVICE = "rel-telemetry-pipeline-web"
+MONITOR_ON = ("--set", "web.metrics.serviceMonitor.enabled=true")
+
+
+def service_monitors(manifests: list[Manifest]) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == "ServiceMonitor"]
+
+
+def test_the_web_service_announces_metrics_on_the_pods_port() -> None:
+    manifests = render()
+    service = of_kind(manifests, "Service")[WEB_SERVICE]
+    annotations = service["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8000",
+        "prometheus.io/path": "/metrics",
+    }
+    # Annotation-based discovery scrapes the endpoints (the pods): the container's port.
+    (port,) = main_container(deployments(manifests)["web"])["ports"]
+    assert str(port["containerPort"]) == annotations["prometheus.io/port"]
+    quiet = render("values.yaml", "--set", "web.metrics.scrapeAnnotations=false")
+    assert "annotations" not in of_kind(quiet, "Service")[WEB_SERVICE]["metadata"]
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_no_service_monitor_is_rendered_unless_asked_for(values_file: str) -> None:
+    assert service_monitors(render(values_file)) == []
+
+
+def test_the_service_monitor_scrapes_metrics_on_the_web_services_port() -> None:
+    manifests = render(
+        "values.yaml", *MONITOR_ON, "--set", "web.metrics.serviceMonitor.labels.release=kps",
+        "--set", "web.metrics.serviceMonitor.interval=15s",
+    )  # fmt: skip
+    (monitor,) = service_monitors(manifests)
+    assert (monitor["apiVersion"], monitor["kind"]) == (
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+    )
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    services = of_kind(manifests, "Service")
+    selector = monitor["spec"]["selector"]["matchLabels"].items()
+    selected = [name for name, s in services.items() if selector <= s["metadata"]["labels"].items()]
+    assert selected == [WEB_SERVICE]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {
+        "port": "http",
+        "path": "/metrics",
+        "interval": "15s",
+        "scrapeTimeout": "10s",
+    }
+    assert endpoint["port"] in [port["name"] for port in services[WEB_SERVICE]["spec"]["ports"]]
+
+
+def test_with_tokens_required_the_service_monitor_sends_the_token_as_a_bearer() -> None:
+    manifests = render(
+        "values.yaml", *MONITOR_ON, "--set", "django.apiRequireToken=true",
+        "--set", "web.metrics.serviceMonitor.tokenSecret.name=scrape-token",
+        "--set", "web.metrics.serviceMonitor.tokenSecret.key=key",
+    )  # fmt: skip
+    (monitor,) = service_monitors(manifests)
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "scrape-token", "key": "key"},
+    }
+    web = main_container(deployments(manifests)["web"])
+    required = container_environment(manifests, web)["API_REQUIRE_TOKEN"]
+    by_default = container_environment(render(), web)["API_REQUIRE_TOKEN"]
+    assert (required, by_default) == ("1", "0")
+
+
+def test_tokens_required_and_a_service_monitor_without_a_token_are_refused() -> None:
+    error = render_error(*MONITOR_ON, "--set", "django.apiRequireToken=true")
+    assert "set web.metrics.serviceMonitor.tokenSecret.name" in error
+
+
+@pytest.mark.parametrize("pod_ip", ["10.1.2.3", "fd00::7"])
+def test_web_pods_answer_a_scrape_addressed_to_their_own_ip(pod_ip: str) -> None:
+    """Prometheus scrapes a pod as http://<pod IP>:8000/metrics, so that is its Host."""
+    manifests = render()
+    web = main_container(deployments(manifests)["web"])
+    names = [item["name"] for item in web["env"]]
+    pod_ip_source = web["env"][names.index("POD_IP")]["valueFrom"]
+    assert pod_ip_source == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert names.index("POD_IP") < names.index("DJANGO_ALLOWED_HOSTS")  # $(POD_IP) needs it
+    hosts = container_environment(manifests, web)["DJANGO_ALLOWED_HOSTS"]
+    config = of_kind(manifests, "ConfigMap")["rel-telemetry-pipeline"]["data"]
+    assert hosts.startswith(config["DJANGO_ALLOWED_HOSTS"] + ",")
+    # What the kubelet makes of $(POD_IP), then Django's own check of a Host header.
+    allowed = hosts.replace("$(POD_IP)", pod_ip).split(",")
+    host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+    assert validate_host(host, allowed)
+    assert not validate_host("10.9.9.9", allowed)
+
+
 # --- The chart's README -------------------------------------------------------------------
 
 
@@ -619,16 +721,23 @@ def test_secret_variables_come_from_secret_references(values_file: str) -> None:
     assert_secret_env_by_reference(render(values_file))
 
 
+SECRET_LIKE = re.compile(r"PASSWORD|SECRET|TOKEN")
+NOT_SECRETS = {"API_REQUIRE_TOKEN"}  # a switch that names tokens, holding none
+
+
+def secret_like(name: str) -> bool:
+    return bool(SECRET_LIKE.search(name)) and name not in NOT_SECRETS
+
+
 def assert_secret_env_by_reference(manifests: list[Manifest]) -> None:
-    secret_like = re.compile(r"PASSWORD|SECRET|TOKEN")
     for config in of_kind(manifests, "ConfigMap").values():
         if not config["metadata"]["name"].endswith("-csv"):
-            assert not [key for key in config["data"] if secret_like.search(key)]
+            assert not [key for key in config["data"] if secret_like(key)]
     for manifest in manifests:
         if manifest["kind"] in {"Deployment", "StatefulSet", "Job"}:
             for container in containers(manifest):
                 for item in container.get("env", []):
-                    if secret_like.search(item["name"]):
+                    if secret_like(item["name"]):
                         assert "value" not in item, (container["name"], item["name"])
                         assert "secretKeyRef" in item["valueFrom"], item["name"]
 

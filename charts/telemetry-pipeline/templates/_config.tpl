@@ -3,17 +3,9 @@ Non-secret configuration as NAME: "value" lines: the ConfigMap's data, and the m
 hook's environment (a pre-upgrade hook runs before the ConfigMap is updated).
 */}}
 {{- define "telemetry.config" -}}
-{{- $fullname := include "telemetry.fullname" . -}}
-{{- $hosts := list "localhost" -}}
-{{- if .Values.web.enabled -}}
-{{- $hosts = concat $hosts (list (printf "%s-web" $fullname) (printf "%s-web.%s.svc" $fullname .Release.Namespace)) -}}
-{{- end -}}
-{{- if .Values.web.ingress.enabled -}}
-{{- $hosts = concat $hosts .Values.web.ingress.hosts -}}
-{{- end -}}
-{{- $hosts = concat $hosts .Values.django.allowedHosts | uniq -}}
-DJANGO_ALLOWED_HOSTS: {{ join "," $hosts | quote }}
+DJANGO_ALLOWED_HOSTS: {{ include "telemetry.allowedHosts" . | quote }}
 LOG_LEVEL: {{ .Values.django.logLevel | quote }}
+API_REQUIRE_TOKEN: {{ ternary "1" "0" .Values.django.apiRequireToken | quote }}
 DB_HOST: {{ include "telemetry.database.host" . | quote }}
 DB_PORT: {{ .Values.database.port | quote }}
 DB_NAME: {{ .Values.database.name | quote }}
@@ -42,4 +34,21 @@ TELEMETRY_RUN_DIR: /tmp/telemetry
 {{- range $name, $value := .Values.extraEnv }}
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
+{{- end -}}
+
+{{/*
+DJANGO_ALLOWED_HOSTS: localhost (probes), the web Service's names, the ingress hosts and
+django.allowedHosts. Web pods add their own address (web/deployment.yaml).
+*/}}
+{{- define "telemetry.allowedHosts" -}}
+{{- $fullname := include "telemetry.fullname" . -}}
+{{- $hosts := list "localhost" -}}
+{{- if .Values.web.enabled -}}
+{{- $hosts = concat $hosts (list (printf "%s-web" $fullname) (printf "%s-web.%s.svc" $fullname .Release.Namespace)) -}}
+{{- end -}}
+{{- if .Values.web.ingress.enabled -}}
+{{- $hosts = concat $hosts .Values.web.ingress.hosts -}}
+{{- end -}}
+{{- $hosts = concat $hosts .Values.django.allowedHosts | uniq -}}
+{{- join "," $hosts -}}
 {{- end -}}

@@ -131,6 +131,9 @@ are 64 characters: the production settings refuse a Django secret key under 50.
 {{/* --- Checks that values.schema.json cannot express ------------------------------------ */}}
 
 {{- define "telemetry.validate" -}}
+{{- if and .Values.web.metrics.serviceMonitor.enabled .Values.django.apiRequireToken (not .Values.web.metrics.serviceMonitor.tokenSecret.name) -}}
+{{- fail "django.apiRequireToken makes /metrics require a token: set web.metrics.serviceMonitor.tokenSecret.name to a Secret holding one (manage.py create_token)" -}}
+{{- end -}}
 {{- if and .Values.postgresql.enabled .Values.database.host -}}
 {{- fail "database.host names an external PostgreSQL: set postgresql.enabled=false too (or clear database.host to use the bundled one)" -}}
 {{- end -}}
