@@ -1,6 +1,6 @@
-"""``manage.py bench_api``: p50/p99 latency of the main API endpoints on 10M samples.
+"""``make bench-api`` (``manage.py bench_api``): p50/p99 latency of the main API endpoints.
 
-The database is the one ``explain_api`` builds (``ingest.management.sample_database``): its
+The database is the one ``explain_api`` builds (``bench.sample_database``): its
 own PostgreSQL database, ``telemetry_bench_api`` by default, filled through the real write
 path from the project's generator, kept with ``--keep`` so that the next run reuses it.
 
@@ -13,10 +13,11 @@ arguments, so that a cache warmed by one request does not flatter the next:
 - gpus: the list (its first page, as a dashboard loads it);
 - stats.
 
-Requests go through Django's test client in this process (``time_requests`` says what that
-includes). The run prints a table against the budgets and, last, a machine-readable line;
-the exit status is non-zero only when an endpoint does not answer 200, since timings on a
-shared machine vary.
+Requests go through Django's test client in this process (``bench.request_timing`` says
+what that includes). The run prints a table against the budgets and, last, a
+machine-readable line; the exit status is non-zero only when an endpoint does not answer
+200, since timings on a shared machine vary. The figures measured so far are in the README
+("API latency").
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
@@ -32,16 +33,15 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.test.utils import override_settings
 
-from ingest.management.sample_database import (
+from bench.measurement import Measurement
+from bench.request_timing import (
     AGGREGATE_BUDGET_MS,
     PAGE_BUDGET_MS,
     PAGE_SIZE,
     STATS_BUDGET_MS,
-    SampleDatabaseCommand,
     Timing,
-    minute,
-    rfc3339,
 )
+from bench.sample_database import SampleDatabase, minute, rfc3339
 from ingest.models import Gpu
 
 # A fixed seed: two runs on the same database make the same requests.
@@ -51,86 +51,85 @@ AGGREGATE_SPAN: Final = timedelta(hours=1)
 SUMMARY_ORDER: Final = ("telemetry", "latest", "gpus", "stats", "aggregate")
 
 
-class Command(SampleDatabaseCommand):
-    help = (
-        "Fill a separate PostgreSQL database with at least --rows samples (10,000,000 by "
-        "default), then time telemetry, aggregate, latest, gpus and stats (p50/p99)."
-    )
-    default_rows = 10_000_000
-    default_database = "telemetry_bench_api"
-    default_requests = 1000
+def measure(database: SampleDatabase) -> tuple[str, list[str]]:
+    """Time each endpoint with varying arguments; return the summary line (never a failure:
+    an endpoint that does not answer 200 stops the run)."""
+    rows = database.prepare()
+    gpus = [
+        (uuid, count, first, last)
+        for uuid, count, first, last in Gpu.objects.filter(sample_count__gt=0).values_list(
+            "uuid", "sample_count", "first_seen", "last_seen"
+        )
+        if first is not None and last is not None
+    ]
+    if not gpus:
+        raise CommandError("no GPU has samples")
+    choose = random.Random(REQUEST_SEED)  # noqa: S311  (reproducible requests, no secret)
 
-    def measure(self, options: dict[str, Any]) -> tuple[str, list[str]]:
-        rows = self.prepare(options)
-        gpus = [
-            (uuid, count, first, last)
-            for uuid, count, first, last in Gpu.objects.filter(sample_count__gt=0).values_list(
-                "uuid", "sample_count", "first_seen", "last_seen"
-            )
-            if first is not None and last is not None
-        ]
-        if not gpus:
-            raise CommandError("no GPU has samples")
-        choose = random.Random(REQUEST_SEED)  # noqa: S311  (reproducible requests, no secret)
+    def telemetry() -> str:
+        uuid, count, _, _ = choose.choice(gpus)
+        offset = choose.randrange(max(1, count - PAGE_SIZE + 1))
+        query = urlencode({"limit": PAGE_SIZE, "offset": offset})
+        return f"/api/v1/gpus/{quote(uuid)}/telemetry?{query}"
 
-        def telemetry() -> str:
-            uuid, count, _, _ = choose.choice(gpus)
-            offset = choose.randrange(max(1, count - PAGE_SIZE + 1))
-            query = urlencode({"limit": PAGE_SIZE, "offset": offset})
-            return f"/api/v1/gpus/{quote(uuid)}/telemetry?{query}"
-
-        def aggregate() -> str:
-            uuid, _, first, last = choose.choice(gpus)
-            room = max(0.0, (last - first - AGGREGATE_SPAN).total_seconds())
-            start = minute(first + timedelta(seconds=choose.uniform(0, room)))
-            query = urlencode(
-                {
-                    "start_time": rfc3339(start),
-                    "end_time": rfc3339(start + AGGREGATE_SPAN),
-                    "bucket": "1m",
-                }
-            )
-            return f"/api/v1/gpus/{quote(uuid)}/telemetry/aggregate?{query}"
-
-        def latest() -> str:
-            return f"/api/v1/gpus/{quote(choose.choice(gpus)[0])}/latest"
-
-        endpoints: list[tuple[str, Callable[[], str], float]] = [
-            ("telemetry", telemetry, PAGE_BUDGET_MS),
-            ("aggregate", aggregate, AGGREGATE_BUDGET_MS),
-            ("latest", latest, PAGE_BUDGET_MS),
-            ("gpus", lambda: "/api/v1/gpus", PAGE_BUDGET_MS),
-            ("stats", lambda: "/api/v1/stats", STATS_BUDGET_MS),
-        ]
-        requests: int = options["requests"]
-        self.say(f"\n=== {requests} requests per endpoint after a warm-up, {len(gpus)} GPUs")
-        # The test client's host is added to the settings' own; DEBUG off, as in production
-        # (DEBUG keeps a log of every query).
-        hosts = [*settings.ALLOWED_HOSTS, "testserver"]
-        with override_settings(ALLOWED_HOSTS=hosts, DEBUG=False):
-            client = Client()
-            timings = {
-                label: self.time_requests(client, label, next_url, requests, budget)
-                for label, next_url, budget in endpoints
+    def aggregate() -> str:
+        uuid, _, first, last = choose.choice(gpus)
+        room = max(0.0, (last - first - AGGREGATE_SPAN).total_seconds())
+        start = minute(first + timedelta(seconds=choose.uniform(0, room)))
+        query = urlencode(
+            {
+                "start_time": rfc3339(start),
+                "end_time": rfc3339(start + AGGREGATE_SPAN),
+                "bucket": "1m",
             }
-        self._print_table(list(timings.values()))
-        summary = (
-            f"bench-api: p99_ms_max={max(t.p99_ms for t in timings.values()):.3f} "
-            + " ".join(f"{label}_p99_ms={timings[label].p99_ms:.3f}" for label in SUMMARY_ORDER)
-            + f" rows={rows}"
         )
-        return summary, []
+        return f"/api/v1/gpus/{quote(uuid)}/telemetry/aggregate?{query}"
 
-    def _print_table(self, timings: list[Timing]) -> None:
-        self.stdout.write("")
-        self.stdout.write(
-            f"{'endpoint':<10} {'p50 ms':>8} {'p99 ms':>8} {'budget':>7}  "
-            f"{'SQL p50 ms':>10} {'queries':>7}"
+    def latest() -> str:
+        return f"/api/v1/gpus/{quote(choose.choice(gpus)[0])}/latest"
+
+    endpoints: list[tuple[str, Callable[[], str], float]] = [
+        ("telemetry", telemetry, PAGE_BUDGET_MS),
+        ("aggregate", aggregate, AGGREGATE_BUDGET_MS),
+        ("latest", latest, PAGE_BUDGET_MS),
+        ("gpus", lambda: "/api/v1/gpus", PAGE_BUDGET_MS),
+        ("stats", lambda: "/api/v1/stats", STATS_BUDGET_MS),
+    ]
+    requests: int = database.options["requests"]
+    database.say(f"\n=== {requests} requests per endpoint after a warm-up, {len(gpus)} GPUs")
+    # The test client's host is added to the settings' own; DEBUG off, as in production
+    # (DEBUG keeps a log of every query).
+    hosts = [*settings.ALLOWED_HOSTS, "testserver"]
+    with override_settings(ALLOWED_HOSTS=hosts, DEBUG=False):
+        client = Client()
+        timings = {
+            label: database.time(client, label, next_url, budget)
+            for label, next_url, budget in endpoints
+        }
+    _print_table(database, list(timings.values()))
+    summary = (
+        f"bench-api: p99_ms_max={max(t.p99_ms for t in timings.values()):.3f} "
+        + " ".join(f"{label}_p99_ms={timings[label].p99_ms:.3f}" for label in SUMMARY_ORDER)
+        + f" rows={rows}"
+    )
+    return summary, []
+
+
+def _print_table(database: SampleDatabase, timings: list[Timing]) -> None:
+    database.stdout.write("")
+    database.stdout.write(
+        f"{'endpoint':<10} {'p50 ms':>8} {'p99 ms':>8} {'budget':>7}  "
+        f"{'SQL p50 ms':>10} {'queries':>7}"
+    )
+    for timing in timings:
+        verdict = "  OVER" if timing.over_budget else ""
+        database.stdout.write(
+            f"{timing.label:<10} {timing.p50_ms:8.2f} {timing.p99_ms:8.2f} "
+            f"{timing.budget_ms or 0:7.0f}  {timing.sql_p50_ms:10.2f} {timing.queries:7}"
+            f"{verdict}"
         )
-        for timing in timings:
-            verdict = "  OVER" if timing.over_budget else ""
-            self.stdout.write(
-                f"{timing.label:<10} {timing.p50_ms:8.2f} {timing.p99_ms:8.2f} "
-                f"{timing.budget_ms or 0:7.0f}  {timing.sql_p50_ms:10.2f} {timing.queries:7}"
-                f"{verdict}"
-            )
+
+
+MEASUREMENT: Final = Measurement(
+    rows=10_000_000, database="telemetry_bench_api", requests=1000, measure=measure
+)

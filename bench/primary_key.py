@@ -7,7 +7,7 @@ measures what that is worth: the same narrow rows, COPYed as the collector write
 a fresh partitioned table of each shape in turn, ``--runs`` times, in a database of its own
 (``telemetry_pk_bench``, created and dropped here). It prints each rate and the medians.
 
-    .venv/bin/python scripts/bench_primary_key.py --rows 1000000 --runs 3
+    .venv/bin/python -m bench.primary_key --rows 1000000 --runs 3
 
 docs/sample-indexes.md gives the figures and why the table keeps its two B-trees.
 """

@@ -1,4 +1,4 @@
-"""``manage.py explain_api``: prove on millions of samples that every API query uses an index.
+"""``make explain-api`` (``manage.py explain_api``): every API query uses an index, at scale.
 
 The design promises that every API query touching the sample table is served by an index
 and that ``/api/v1/stats`` answers from counters, fast at any size. Whether the planner
@@ -6,7 +6,7 @@ keeps that promise depends on table size and statistics, which a unit-test datab
 has, so this command builds a large table of its own and looks at the real plans:
 
 1. It builds and fills its own PostgreSQL database (``telemetry_explain`` by default) through
-   the real write path, as ``ingest.management.sample_database`` describes; without
+   the real write path, as ``bench.sample_database`` describes; without
    ``--keep`` the database is dropped at the end (5M rows are ~1 GB).
 2. After ``ANALYZE`` (``VACUUM (ANALYZE)`` with ``--vacuum``) it calls each endpoint through
    Django's test client, captures the SQL it ran and shows ``EXPLAIN (ANALYZE, BUFFERS)`` of
@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import repeat
 from typing import Any, Final
 from urllib.parse import quote, urlencode
@@ -35,18 +35,15 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from ingest.management.sample_database import (
+from bench.measurement import Measurement
+from bench.request_timing import (
     AGGREGATE_BUDGET_MS,
-    FLEET_METRICS,
     PAGE_BUDGET_MS,
     PAGE_SIZE,
     STATS_BUDGET_MS,
-    SampleDatabaseCommand,
     Timing,
-    minute,
-    rfc3339,
-    without_password,
 )
+from bench.sample_database import FLEET, SampleDatabase, minute, rfc3339, without_password
 from ingest.models import Gpu, Metric
 
 DEEP_OFFSET: Final = 5000
@@ -78,169 +75,149 @@ class PlanReport:
     shape: str
 
 
-class Command(SampleDatabaseCommand):
-    help = (
-        "Fill a separate PostgreSQL database with at least --rows samples, then EXPLAIN ANALYZE "
-        "every API query that reads samples (fails on a sequential scan) and time each endpoint."
+def measure(database: SampleDatabase) -> tuple[str, list[str]]:
+    """Fill, analyse, explain and time; return the summary line and what failed."""
+    rows = database.prepare()
+    endpoints = _endpoints(database)
+    # The test client's host; the settings' own hosts are kept.
+    hosts = [*settings.ALLOWED_HOSTS, "testserver"]
+    client = Client()
+    with override_settings(ALLOWED_HOSTS=hosts):
+        reports, bad_status = _explain_endpoints(database, client, endpoints)
+        # Timed without DEBUG's query log, as the API runs in production.
+        with override_settings(DEBUG=False):
+            database.say(
+                f"\n=== timing: {database.options['requests']} requests per endpoint "
+                "after a warm-up"
+            )
+            timings = [
+                database.time(
+                    client, endpoint.label, repeat(endpoint.url).__next__, endpoint.budget_ms
+                )
+                for endpoint in endpoints
+            ]
+
+    failing = [report for report in reports if report.seq_scans]
+    _print_summary(database, reports, timings)
+    stats = next(timing for timing in timings if timing.label == "stats")
+    summary = (
+        f"explain-api: rows={rows} queries={len(reports)} seq_scans={len(failing)} "
+        f"stats_p50_ms={stats.p50_ms:.3f} stats_p99_ms={stats.p99_ms:.3f}"
     )
-    default_rows = 5_000_000
-    default_database = "telemetry_explain"
-    default_requests = 200
+    problems = []
+    if failing:
+        problems.append(f"{len(failing)} of {len(reports)} sample queries scan sequentially")
+    if bad_status:
+        problems.append(f"endpoints without a 200 answer: {', '.join(bad_status)}")
+    return summary, problems
 
-    def measure(self, options: dict[str, Any]) -> tuple[str, list[str]]:
-        """Fill, analyse, explain and time; return the summary line and what failed."""
-        rows = self.prepare(options)
-        endpoints = self._endpoints()
-        # The test client's host; the settings' own hosts are kept.
-        hosts = [*settings.ALLOWED_HOSTS, "testserver"]
-        client = Client()
-        with override_settings(ALLOWED_HOSTS=hosts):
-            reports, bad_status = self._explain_endpoints(client, endpoints)
-            # Timed without DEBUG's query log, as the API runs in production.
-            with override_settings(DEBUG=False):
-                self.say(
-                    f"\n=== timing: {options['requests']} requests per endpoint after a warm-up"
-                )
-                timings = [
-                    self.time_requests(
-                        client,
-                        endpoint.label,
-                        repeat(endpoint.url).__next__,
-                        options["requests"],
-                        endpoint.budget_ms,
-                    )
-                    for endpoint in endpoints
-                ]
 
-        failing = [report for report in reports if report.seq_scans]
-        self._print_summary(reports, timings)
-        stats = next(timing for timing in timings if timing.label == "stats")
-        summary = (
-            f"explain-api: rows={rows} queries={len(reports)} seq_scans={len(failing)} "
-            f"stats_p50_ms={stats.p50_ms:.3f} stats_p99_ms={stats.p99_ms:.3f}"
+# --- explaining ---------------------------------------------------------------------------
+
+
+def _endpoints(database: SampleDatabase) -> list[Endpoint]:
+    """Requests a client makes, on a GPU from the middle of the fleet and inside its data."""
+    gpus = Gpu.objects.filter(sample_count__gt=0).order_by("hostname", "gpu_index", "id")
+    gpu = gpus[gpus.count() // 2]
+    if gpu.first_seen is None or gpu.last_seen is None:
+        raise CommandError(f"GPU {gpu.uuid} has samples but no first/last seen times")
+    span = gpu.last_seen - gpu.first_seen
+    range_start = minute(gpu.first_seen + span / 4)
+    range_end = minute(gpu.first_seen + span * 3 / 4)
+    # A deep-ish page: well inside the range (half the GPU's samples fall in it).
+    offset = max(0, min(DEEP_OFFSET, gpu.sample_count // 4 // PAGE_SIZE * PAGE_SIZE))
+    metric = Metric.objects.order_by("name").values_list("name", flat=True).first() or ""
+    metric_offset = max(0, offset // FLEET.metrics // PAGE_SIZE * PAGE_SIZE)
+    base = f"/api/v1/gpus/{quote(gpu.uuid)}"
+    window = {"start_time": rfc3339(range_start), "end_time": rfc3339(range_end)}
+    database.stdout.write(
+        f"GPU {gpu.uuid} ({gpu.hostname}/{gpu.device}): {gpu.sample_count:,} samples "
+        f"from {rfc3339(gpu.first_seen)} to {rfc3339(gpu.last_seen)}"
+    )
+    return [
+        Endpoint("gpus", "/api/v1/gpus", budget_ms=PAGE_BUDGET_MS),
+        Endpoint("gpu", base, budget_ms=PAGE_BUDGET_MS),
+        Endpoint("telemetry first page", f"{base}/telemetry", budget_ms=PAGE_BUDGET_MS),
+        Endpoint(
+            f"telemetry range offset={offset}",
+            f"{base}/telemetry",
+            {**window, "limit": str(PAGE_SIZE), "offset": str(offset)},
+            budget_ms=PAGE_BUDGET_MS,
+        ),
+        Endpoint(
+            f"telemetry range metric offset={metric_offset}",
+            f"{base}/telemetry",
+            {**window, "metric": [metric], "limit": str(PAGE_SIZE), "offset": str(metric_offset)},
+            budget_ms=PAGE_BUDGET_MS,
+        ),
+        _aggregate(base, minute(gpu.first_seen + span / 2), timedelta(hours=1), "1m"),
+        _aggregate(base, minute(gpu.first_seen + span / 4), timedelta(days=1), "1h"),
+        Endpoint("latest", f"{base}/latest", budget_ms=PAGE_BUDGET_MS),
+        Endpoint("hosts", "/api/v1/hosts"),
+        Endpoint("metrics", "/api/v1/metrics"),
+        Endpoint("stats", "/api/v1/stats", budget_ms=STATS_BUDGET_MS),
+    ]
+
+
+def _aggregate(base: str, start: datetime, span: timedelta, bucket: str) -> Endpoint:
+    """The aggregate of ``span`` from ``start`` in ``bucket`` buckets."""
+    hours = span // timedelta(hours=1)
+    return Endpoint(
+        f"aggregate {hours}h/{bucket}",
+        f"{base}/telemetry/aggregate",
+        {"start_time": rfc3339(start), "end_time": rfc3339(start + span), "bucket": bucket},
+        budget_ms=AGGREGATE_BUDGET_MS,
+    )
+
+
+def _explain_endpoints(
+    database: SampleDatabase, client: Client, endpoints: list[Endpoint]
+) -> tuple[list[PlanReport], list[str]]:
+    out = database.stdout
+    reports: list[PlanReport] = []
+    bad_status: list[str] = []
+    for endpoint in endpoints:
+        client.get(endpoint.url)  # warm caches (GPU ids, metric names, buffers)
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(endpoint.url)
+        sample_queries = [q["sql"] for q in captured if SAMPLE_TABLE.search(q["sql"])]
+        database.say(
+            f"\n=== {endpoint.label}: GET {endpoint.url} -> {response.status_code}, "
+            f"{len(captured)} queries, {len(sample_queries)} read samples"
         )
-        problems = []
-        if failing:
-            problems.append(f"{len(failing)} of {len(reports)} sample queries scan sequentially")
-        if bad_status:
-            problems.append(f"endpoints without a 200 answer: {', '.join(bad_status)}")
-        return summary, problems
-
-    # --- explaining -----------------------------------------------------------------------
-
-    def _endpoints(self) -> list[Endpoint]:
-        """Requests a client makes, on a GPU from the middle of the fleet and inside its data."""
-        gpus = Gpu.objects.filter(sample_count__gt=0).order_by("hostname", "gpu_index", "id")
-        gpu = gpus[gpus.count() // 2]
-        if gpu.first_seen is None or gpu.last_seen is None:
-            raise CommandError(f"GPU {gpu.uuid} has samples but no first/last seen times")
-        span = gpu.last_seen - gpu.first_seen
-        range_start = minute(gpu.first_seen + span / 4)
-        range_end = minute(gpu.first_seen + span * 3 / 4)
-        # A deep-ish page: well inside the range (half the GPU's samples fall in it).
-        offset = max(0, min(DEEP_OFFSET, gpu.sample_count // 4 // PAGE_SIZE * PAGE_SIZE))
-        metric = Metric.objects.order_by("name").values_list("name", flat=True).first() or ""
-        metric_offset = max(0, offset // FLEET_METRICS // PAGE_SIZE * PAGE_SIZE)
-        hour_start = minute(gpu.first_seen + span / 2)
-        day_start = minute(gpu.first_seen + span / 4)
-        base = f"/api/v1/gpus/{quote(gpu.uuid)}"
-        window = {"start_time": rfc3339(range_start), "end_time": rfc3339(range_end)}
-        self.stdout.write(
-            f"GPU {gpu.uuid} ({gpu.hostname}/{gpu.device}): {gpu.sample_count:,} samples "
-            f"from {rfc3339(gpu.first_seen)} to {rfc3339(gpu.last_seen)}"
-        )
-        return [
-            Endpoint("gpus", "/api/v1/gpus", budget_ms=PAGE_BUDGET_MS),
-            Endpoint("gpu", base, budget_ms=PAGE_BUDGET_MS),
-            Endpoint("telemetry first page", f"{base}/telemetry", budget_ms=PAGE_BUDGET_MS),
-            Endpoint(
-                f"telemetry range offset={offset}",
-                f"{base}/telemetry",
-                {**window, "limit": str(PAGE_SIZE), "offset": str(offset)},
-                budget_ms=PAGE_BUDGET_MS,
-            ),
-            Endpoint(
-                f"telemetry range metric offset={metric_offset}",
-                f"{base}/telemetry",
-                {
-                    **window,
-                    "metric": [metric],
-                    "limit": str(PAGE_SIZE),
-                    "offset": str(metric_offset),
-                },
-                budget_ms=PAGE_BUDGET_MS,
-            ),
-            Endpoint(
-                "aggregate 1h/1m",
-                f"{base}/telemetry/aggregate",
-                {
-                    "start_time": rfc3339(hour_start),
-                    "end_time": rfc3339(hour_start + timedelta(hours=1)),
-                    "bucket": "1m",
-                },
-                budget_ms=AGGREGATE_BUDGET_MS,
-            ),
-            Endpoint(
-                "aggregate 24h/1h",
-                f"{base}/telemetry/aggregate",
-                {
-                    "start_time": rfc3339(day_start),
-                    "end_time": rfc3339(day_start + timedelta(days=1)),
-                    "bucket": "1h",
-                },
-                budget_ms=AGGREGATE_BUDGET_MS,
-            ),
-            Endpoint("latest", f"{base}/latest", budget_ms=PAGE_BUDGET_MS),
-            Endpoint("hosts", "/api/v1/hosts"),
-            Endpoint("metrics", "/api/v1/metrics"),
-            Endpoint("stats", "/api/v1/stats", budget_ms=STATS_BUDGET_MS),
-        ]
-
-    def _explain_endpoints(
-        self, client: Client, endpoints: list[Endpoint]
-    ) -> tuple[list[PlanReport], list[str]]:
-        reports: list[PlanReport] = []
-        bad_status: list[str] = []
-        for endpoint in endpoints:
-            client.get(endpoint.url)  # warm caches (GPU ids, metric names, buffers)
-            with CaptureQueriesContext(connection) as captured:
-                response = client.get(endpoint.url)
-            sample_queries = [q["sql"] for q in captured if SAMPLE_TABLE.search(q["sql"])]
-            self.say(
-                f"\n=== {endpoint.label}: GET {endpoint.url} -> {response.status_code}, "
-                f"{len(captured)} queries, {len(sample_queries)} read samples"
-            )
-            if response.status_code != 200:
-                bad_status.append(endpoint.label)
-                self.stdout.write(response.content.decode(errors="replace")[:500])
-            for number, sql in enumerate(sample_queries, 1):
-                label = f"{endpoint.label} #{number}" if len(sample_queries) > 1 else endpoint.label
-                report = _explain(label, sql)
-                reports.append(report)
-                verdict = "FAIL" if report.seq_scans else "PASS"
-                self.stdout.write(f"--- query {number}: {sql}")
-                self.stdout.write(report.text)
-                self.stdout.write(
-                    f"{verdict} {label}: {report.shape}; "
-                    f"scans: {', '.join(report.scans) or 'none'}"
-                    + (f"; SEQ SCAN on {', '.join(report.seq_scans)}" if report.seq_scans else "")
-                )
-        return reports, bad_status
-
-    def _print_summary(self, reports: list[PlanReport], timings: list[Timing]) -> None:
-        broker = without_password(str(settings.CELERY_BROKER_URL))
-        self.stdout.write(f"\n=== summary (queue depth for /stats from {broker})")
-        for report in reports:
+        if response.status_code != 200:
+            bad_status.append(endpoint.label)
+            out.write(response.content.decode(errors="replace")[:500])
+        for number, sql in enumerate(sample_queries, 1):
+            label = f"{endpoint.label} #{number}" if len(sample_queries) > 1 else endpoint.label
+            report = _explain(label, sql)
+            reports.append(report)
             verdict = "FAIL" if report.seq_scans else "PASS"
-            self.stdout.write(
-                f"{verdict} {report.endpoint:<40} {report.execution_ms:8.3f} ms  {report.shape}"
+            out.write(f"--- query {number}: {sql}")
+            out.write(report.text)
+            out.write(
+                f"{verdict} {label}: {report.shape}; "
+                f"scans: {', '.join(report.scans) or 'none'}"
+                + (f"; SEQ SCAN on {', '.join(report.seq_scans)}" if report.seq_scans else "")
             )
-        for timing in timings:
-            self.stdout.write(
-                f"time {timing.label:<40} p50 {timing.p50_ms:7.2f} ms  "
-                f"p99 {timing.p99_ms:7.2f} ms  SQL p50 {timing.sql_p50_ms:6.2f} ms "
-                f"({timing.queries} queries){_over_budget(timing)}"
-            )
+    return reports, bad_status
+
+
+def _print_summary(
+    database: SampleDatabase, reports: list[PlanReport], timings: list[Timing]
+) -> None:
+    out = database.stdout
+    broker = without_password(str(settings.CELERY_BROKER_URL))
+    out.write(f"\n=== summary (queue depth for /stats from {broker})")
+    for report in reports:
+        verdict = "FAIL" if report.seq_scans else "PASS"
+        out.write(f"{verdict} {report.endpoint:<40} {report.execution_ms:8.3f} ms  {report.shape}")
+    for timing in timings:
+        out.write(
+            f"time {timing.label:<40} p50 {timing.p50_ms:7.2f} ms  "
+            f"p99 {timing.p99_ms:7.2f} ms  SQL p50 {timing.sql_p50_ms:6.2f} ms "
+            f"({timing.queries} queries){_over_budget(timing)}"
+        )
 
 
 def _explain(endpoint: str, sql: str) -> PlanReport:
@@ -311,3 +288,8 @@ def _counted(items: list[str]) -> list[str]:
 def _over_budget(timing: Timing) -> str:
     budget = timing.budget_ms
     return f"  SLOW (> {budget:.0f} ms)" if timing.over_budget else ""
+
+
+MEASUREMENT: Final = Measurement(
+    rows=5_000_000, database="telemetry_explain", requests=200, measure=measure
+)

@@ -1,10 +1,10 @@
 """A PostgreSQL database of its own, filled with millions of generated samples, for measuring.
 
-``explain_api`` (query plans) and ``bench_api`` (latency percentiles) both need a sample
-table far larger than any test database, filled exactly as the pipeline fills it. This
-module is what they share:
+``explain_api`` (query plans, ``bench.query_plans``) and ``bench_api`` (latency percentiles,
+``bench.api_latency``) both need a sample table far larger than any test database, filled
+exactly as the pipeline fills it. This module is what they share:
 
-1. The work happens only in the command's own database, created and migrated here; the
+1. The work happens only in the measurement's own database, created and migrated here; the
    command re-runs itself with ``DATABASE_URL`` pointing there when started against any other
    database, and refuses names of the project's and the tests' databases.
 2. The sample table is filled through ``ingest.collector.collect``, the real write path
@@ -13,22 +13,19 @@ module is what they share:
    with ``--keep`` skips chunks it already holds and grows to a larger ``--rows`` without
    duplicates. Without ``--keep`` the database is dropped at the end (10M rows are ~2 GB).
 3. ``ANALYZE`` (``VACUUM (ANALYZE)`` with ``--vacuum``) follows the fill, and requests are
-   timed through Django's test client (see ``time_requests``).
+   timed through Django's test client (``bench.request_timing``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -36,20 +33,18 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, OutputWrapper
 from django.db import connection, connections
 from django.db.models import Sum
 from django.test import Client
 from django.test.utils import override_settings
 
+from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
+from bench.direct_load import collect_file
+from bench.request_timing import Timing, time_requests
 from ingest import dimensions
-from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
-from ingest.direct_load import collect_file
 from ingest.models import Gpu, StreamSource
 
-# The project's own and the test suite's databases are never a measurement's to fill or drop.
-FORBIDDEN_DATABASES: Final = re.compile(r"^(telemetry|test.*|postgres|template\d)$")
-DATABASE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 5432
 DEFAULT_USER: Final = "postgres"
@@ -65,110 +60,20 @@ SOURCE_NAME: Final = "explain-api"
 # 2-minute interval spreads them over ~2.8 days (4 partitions) so partition pruning and
 # ordered appends across partitions are part of every plan. The start is just before
 # midnight so that even a small trial run spans two partitions.
-FLEET_HOSTS: Final = 31
-GPUS_PER_HOST: Final = 8
-FLEET_METRICS: Final = 10
-DEFAULT_INTERVAL_SECONDS: Final = 120
-DATA_START: Final = datetime(2025, 7, 18, 23, 0, 0, tzinfo=UTC)
-WORKLOAD_FRACTION: Final = 0.1
-SEED: Final = 1
-
-PAGE_SIZE: Final = 100
-WARM_UP_REQUESTS: Final = 10
-# Timing budgets in ms (p99) that the reports flag: server-side latency of one request.
-STATS_BUDGET_MS: Final = 20.0
-PAGE_BUDGET_MS: Final = 10.0
-AGGREGATE_BUDGET_MS: Final = 50.0
+FLEET: Final = GeneratorSpec(
+    interval_seconds=120,
+    start=datetime(2025, 7, 18, 23, 0, 0, tzinfo=UTC),
+    workload_fraction=0.1,
+)
 
 
-@dataclass
-class Timing:
-    label: str
-    budget_ms: float | None
-    p50_ms: float
-    p99_ms: float
-    queries: int  # per request (of the last one)
-    sql_p50_ms: float  # time spent in the database per request (median)
+class SampleDatabase:
+    """The measurement's database: created, filled to ``--rows``, analysed, timed."""
 
-    @property
-    def over_budget(self) -> bool:
-        return self.budget_ms is not None and self.p99_ms > self.budget_ms
-
-
-class SampleDatabaseCommand(BaseCommand):
-    """A command that measures the API on a large sample table in a database of its own."""
-
-    # The database may not exist yet when the command starts: no check may connect first.
-    requires_system_checks: list[str] = []
-    default_rows: int
-    default_database: str
-    default_requests: int
-
-    @abstractmethod
-    def measure(self, options: dict[str, Any]) -> tuple[str, list[str]]:
-        """Do the work in the filled database; return the summary line and what failed."""
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--rows",
-            type=int,
-            default=self.default_rows,
-            help=f"Fewest samples (default {self.default_rows:,}).",
-        )
-        parser.add_argument(
-            "--database-name",
-            default=self.default_database,
-            help=f"The PostgreSQL database to work in (default {self.default_database}).",
-        )
-        parser.add_argument(
-            "--keep",
-            action="store_true",
-            help="Keep the database afterwards; the next run reuses its samples.",
-        )
-        parser.add_argument(
-            "--reload", action="store_true", help="Empty the sample table and load it again."
-        )
-        parser.add_argument(
-            "--vacuum",
-            action="store_true",
-            help="VACUUM (ANALYZE) instead of ANALYZE, as autovacuum would have done.",
-        )
-        parser.add_argument(
-            "--interval",
-            type=int,
-            default=DEFAULT_INTERVAL_SECONDS,
-            help=f"Seconds between generated timesteps (default {DEFAULT_INTERVAL_SECONDS}).",
-        )
-        parser.add_argument(
-            "--requests",
-            type=int,
-            default=self.default_requests,
-            help=f"Timed requests per endpoint (default {self.default_requests}).",
-        )
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        name: str = options["database_name"]
-        if not DATABASE_NAME.match(name) or FORBIDDEN_DATABASES.match(name):
-            raise CommandError(f"refusing to work in the database {name!r}: choose another name")
-        if options["rows"] < 1 or options["requests"] < 1 or options["interval"] < 1:
-            raise CommandError("--rows, --requests and --interval must be at least 1")
-        if not _connected_to(name):
-            self._run_in(name, options)
-            return
-        self._create_database(name)
-        try:
-            summary, problems = self.measure(options)
-        finally:
-            if options["keep"]:
-                self.stdout.write(f"database {name} kept: the next run reuses its samples")
-            else:
-                self._drop_database(name)
-        for problem in problems:
-            self.stdout.write(f"FAILED: {problem}")
-        # The summary stays the last line, for scripts that read it; the status tells failure.
-        self.say(summary)
-        if problems:
-            raise SystemExit(1)
+    def __init__(self, options: dict[str, Any], stdout: OutputWrapper) -> None:
+        self.options = options
+        self.name: str = options["database_name"]
+        self.stdout = stdout
 
     def say(self, message: str) -> None:
         self.stdout.write(message)
@@ -176,50 +81,51 @@ class SampleDatabaseCommand(BaseCommand):
 
     # --- the database ---------------------------------------------------------------------
 
-    def _run_in(self, name: str, options: dict[str, Any]) -> None:
-        """Run this command again in a child whose default database is ``name``.
+    def run_in_child(self, command: str) -> None:
+        """Run ``command`` again in a child whose default database is this one.
 
         Settings are read once per process, so pointing Django at another database means a
         new process; everything it prints goes straight to this one's output.
         """
-        url = _database_url(name)
+        options = self.options
+        url = _database_url(self.name)
         self.say(f"running in a subprocess with DATABASE_URL={without_password(url)}")
         env = {**os.environ, "DATABASE_URL": url}
         env.pop("DATABASE_URL_FILE", None)
-        command = [
+        arguments = [
             sys.executable,
             str(Path(settings.BASE_DIR) / "manage.py"),
-            # This module's command, whatever name it was started by.
-            type(self).__module__.rpartition(".")[2],
+            command,
             f"--rows={options['rows']}",
-            f"--database-name={name}",
+            f"--database-name={self.name}",
             f"--interval={options['interval']}",
             f"--requests={options['requests']}",
             *(f"--{flag}" for flag in ("keep", "reload", "vacuum") if options[flag]),
         ]
-        status = subprocess.call(command, env=env)  # noqa: S603  (this very command, re-run)
+        status = subprocess.call(arguments, env=env)  # noqa: S603  (this very command, re-run)
         if status:
             raise SystemExit(status)  # the child has said why; its summary stays the last line
 
-    def _create_database(self, name: str) -> None:
+    def create(self) -> None:
         # _nodb_cursor is how Django's own test-database creation reaches the server.
         with connection._nodb_cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.name])
             if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-                self.stdout.write(f"created database {name}")
+                cursor.execute(f'CREATE DATABASE "{self.name}"')
+                self.stdout.write(f"created database {self.name}")
         call_command("migrate", interactive=False, verbosity=0)
 
-    def _drop_database(self, name: str) -> None:
+    def drop(self) -> None:
         connections.close_all()
         with connection._nodb_cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.stdout.write(f"database {name} dropped (pass --keep to reuse its samples)")
+            cursor.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.stdout.write(f"database {self.name} dropped (pass --keep to reuse its samples)")
 
     # --- filling --------------------------------------------------------------------------
 
-    def prepare(self, options: dict[str, Any]) -> int:
+    def prepare(self) -> int:
         """Fill to ``--rows``, then analyse; return how many samples the table holds."""
+        options = self.options
         rows = self._fill(options["rows"], options["interval"], reload=options["reload"])
         # Plain ANALYZE by default: fresh statistics on a table no vacuum has visited yet is
         # the least favourable state for index plans (no index-only scans). --vacuum gives the
@@ -251,21 +157,12 @@ class SampleDatabaseCommand(BaseCommand):
             self.say(f"reusing {rows:,} samples already loaded (--reload loads them again)")
             return rows
         target = math.ceil(wanted / CHUNK_LINES) * CHUNK_LINES
-        spec = GeneratorSpec(
-            hosts=FLEET_HOSTS,
-            gpus_per_host=GPUS_PER_HOST,
-            metrics=FLEET_METRICS,
-            interval_seconds=interval,
-            start=DATA_START,
-            rows=target,
-            seed=SEED,
-            workload_fraction=WORKLOAD_FRACTION,
-        )
+        spec = dataclasses.replace(FLEET, interval_seconds=interval, rows=target)
         span = timedelta(seconds=interval * (spec.timestep_count - 1))
         self.say(
             f"{rows:,} samples present, {wanted:,} wanted: generating {target:,} rows "
             f"({spec.gpu_count} GPUs x {spec.metrics} metrics x {spec.timestep_count:,} "
-            f"timesteps every {interval}s, {DATA_START:%Y-%m-%d %H:%M}Z + {span})"
+            f"timesteps every {interval}s, {spec.start:%Y-%m-%d %H:%M}Z + {span})"
         )
         source, _ = StreamSource.objects.get_or_create(
             name=SOURCE_NAME,
@@ -352,75 +249,20 @@ class SampleDatabaseCommand(BaseCommand):
 
     # --- timing ---------------------------------------------------------------------------
 
-    def time_requests(
+    def time(
         self,
         client: Client,
         label: str,
         next_url: Callable[[], str],
-        requests: int,
         budget_ms: float | None,
     ) -> Timing:
-        """Median and p99 of whole requests, with the share spent waiting for the database.
-
-        Requests go through Django's test client in this process: the full request and
-        response (middleware, routing, authentication, throttling, the view, JSON rendering,
-        every database round trip), without a socket or an HTTP server in front. That is the
-        server-side latency the budgets are about, free of a second process competing for the
-        CPU. The database split tells a slow plan from slow Python.
-        """
-        for _ in range(WARM_UP_REQUESTS):
-            client.get(next_url())
-        totals: list[float] = []
-        in_database: list[float] = []
-        stopwatch = _QueryStopwatch()
-        with connection.execute_wrapper(stopwatch):
-            for _ in range(requests):
-                url = next_url()
-                stopwatch.reset()
-                started = time.perf_counter()
-                response = client.get(url)
-                totals.append((time.perf_counter() - started) * 1000)
-                in_database.append(stopwatch.seconds * 1000)
-                if response.status_code != 200:
-                    raise CommandError(f"{label}: GET {url} answered {response.status_code}")
-        timing = Timing(
-            label,
-            budget_ms,
-            p50_ms=statistics.median(totals),
-            p99_ms=p99(totals),
-            queries=stopwatch.queries,
-            sql_p50_ms=statistics.median(in_database),
-        )
+        """``--requests`` requests from ``next_url``, timed (``bench.request_timing``)."""
+        timing = time_requests(client, label, next_url, self.options["requests"], budget_ms)
         self.say(f"  {label}: p50 {timing.p50_ms:.2f} ms, p99 {timing.p99_ms:.2f} ms")
         return timing
 
 
-# --- helpers ------------------------------------------------------------------------------
-
-
-class _QueryStopwatch:
-    """A database execute wrapper: queries of the current request and their time."""
-
-    def __init__(self) -> None:
-        self.queries = 0
-        self.seconds = 0.0
-
-    def reset(self) -> None:
-        self.queries = 0
-        self.seconds = 0.0
-
-    def __call__(
-        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
-    ) -> Any:
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.seconds += time.perf_counter() - started
-            self.queries += 1
-
-
-def _connected_to(name: str) -> bool:
+def connected_to(name: str) -> bool:
     database = settings.DATABASES["default"]
     return bool(database["ENGINE"] == "django.db.backends.postgresql" and database["NAME"] == name)
 
@@ -442,13 +284,6 @@ def count_samples() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ingest_sample")
         return int(cursor.fetchone()[0])
-
-
-def p99(samples: list[float]) -> float:
-    """Nearest-rank 99th percentile: with 200 requests the second slowest, with 1000 the
-    tenth slowest."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
 def without_password(url: str) -> str:

@@ -1,7 +1,7 @@
 """One index on the sample table, or two: what a (gpu_id, metric_id, timestamp) index costs
 at ingest and what it saves the API. Figures in docs/sample-indexes.md.
 
-    DJANGO_DEBUG=1 .venv/bin/python scripts/bench_sample_index.py [--rows 1000000] [--runs 3]
+    DJANGO_DEBUG=1 .venv/bin/python -m bench.sample_index [--rows 1000000] [--runs 3]
 
 Works in a PostgreSQL database of its own (``telemetry_index_bench`` on the server of
 ``DB_HOST``/``DB_PORT``/``DB_USER``, by default 127.0.0.1:5432 as postgres), migrated with the
@@ -26,13 +26,11 @@ import io
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
 
-REPO: Final = Path(__file__).resolve().parent.parent
 DATABASE: Final = "telemetry_index_bench"
 CHUNK_ROWS: Final = 5000
 EXPLAIN_RUNS: Final = 15
@@ -51,7 +49,6 @@ def configure() -> None:
     os.environ["RETENTION_DAYS"] = "0"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry_project.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
@@ -99,8 +96,8 @@ def run(rows: int, runs: int) -> None:
 
 
 def load_once(rows: int) -> None:
-    from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
-    from ingest.direct_load import collect_file
+    from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
+    from bench.direct_load import collect_file
     from ingest.models import StreamSource
 
     source = StreamSource.objects.create(

@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "ingest",
     "api",
     "dashboard",
+    # The tools app (bench/) is in a checkout, not in the image (.dockerignore).
+    *(["bench"] if (BASE_DIR / "bench" / "apps.py").exists() else []),
 ]
 
 MIDDLEWARE = [

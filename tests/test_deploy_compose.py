@@ -30,8 +30,10 @@ import pytest
 from django.conf import settings
 
 from tests.support.entrypoint import EntrypointRun, run_entrypoint
+from tests.support.reference import REPO
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.deploy
+
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
@@ -242,9 +244,10 @@ def test_the_image_context_holds_the_code_and_the_sample_csv_only() -> None:
         if line and not line.startswith("#")
     ]  # fmt: skip
     assert rules[0] == "*"  # everything out, then what the image needs back in
-    # The tests and the measurement tools (scripts/) stay out of the image.
-    packages = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests", "scripts"}
+    # Every package of the pipeline goes in; the tests and the tools (bench/, scripts/) stay out.
+    packages = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests", "bench", "scripts"}
     assert {f"!{package}/" for package in packages} <= set(rules), "a package left out"
+    assert not {"!tests/", "!bench/"} & set(rules)
     for needed in ("!manage.py", "!requirements.txt", "!docker/", "!data/dcgm_metrics_sample.csv"):
         assert needed in rules
 

@@ -1,6 +1,6 @@
 """``manage.py generate_dcgm``: write a synthetic DCGM metrics CSV for load tests and demos.
 
-The generator lives in ``ingest.dcgm_generator``; this command only turns flags into a
+The generator lives in ``bench.dcgm_generator``; this command only turns flags into a
 ``GeneratorSpec`` and reports errors against the flag the user typed.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Final
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ingest.dcgm_generator import (
+from bench.dcgm_generator import (
     METRIC_NAMES,
     GeneratorSpec,
     InvalidSpecError,
@@ -26,17 +26,31 @@ from ingest.dcgm_generator import (
 _DEFAULTS: Final = GeneratorSpec()
 _STDOUT_PATH: Final = "-"
 
-# Spec field -> the flag that sets it, so a spec error names what the user typed.
+# The spec fields set by a flag of their own with a default: (flag, field, type, help). The
+# same table names the flag in a spec error, so the user reads back what they typed.
+_SPEC_FLAGS: Final = (
+    ("--hosts", "hosts", int, "number of hosts"),
+    ("--gpus-per-host", "gpus_per_host", int, "GPUs on each host"),
+    (
+        "--metrics",
+        "metrics",
+        int,
+        f"how many metrics, 1 to {len(METRIC_NAMES)}; the reference's ten come first",
+    ),
+    ("--interval", "interval_seconds", int, "seconds between timesteps"),
+    ("--seed", "seed", int, "random seed"),
+    (
+        "--workload-fraction",
+        "workload_fraction",
+        float,
+        "share of GPUs, 0 to 1, whose rows name a namespace, pod and container",
+    ),
+)
 _FLAG_FOR_FIELD: Final = {
-    "hosts": "--hosts",
-    "gpus_per_host": "--gpus-per-host",
-    "metrics": "--metrics",
+    **{field: flag for flag, field, _, _ in _SPEC_FLAGS},
     "timesteps": "--timesteps",
-    "interval_seconds": "--interval",
     "start": "--start",
     "rows": "--rows",
-    "seed": "--seed",
-    "workload_fraction": "--workload-fraction",
 }
 
 _DURATION_SYNTAX: Final = re.compile(r"(?:\d+[dhms])+")
@@ -52,21 +66,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("output", metavar="OUTPUT", help="file to write, or - for stdout")
-        parser.add_argument(
-            "--hosts", type=int, default=_DEFAULTS.hosts, help="number of hosts (default 31)"
-        )
-        parser.add_argument(
-            "--gpus-per-host",
-            type=int,
-            default=_DEFAULTS.gpus_per_host,
-            help="GPUs on each host (default 8)",
-        )
-        parser.add_argument(
-            "--metrics",
-            type=int,
-            default=_DEFAULTS.metrics,
-            help=f"how many metrics, 1 to {len(METRIC_NAMES)}; the reference's ten come first",
-        )
+        for flag, field, kind, text in _SPEC_FLAGS:
+            default = getattr(_DEFAULTS, field)
+            parser.add_argument(
+                flag, type=kind, default=default, help=f"{text} (default {default})"
+            )
         span = parser.add_mutually_exclusive_group()
         span.add_argument(
             "--timesteps",
@@ -78,25 +82,10 @@ class Command(BaseCommand):
             help="time span to cover instead of --timesteps, e.g. 90s, 30m, 1h, 1h30m",
         )
         parser.add_argument(
-            "--interval",
-            type=int,
-            default=_DEFAULTS.interval_seconds,
-            help="seconds between timesteps (default 10)",
-        )
-        parser.add_argument(
             "--start",
             help="first timestamp, RFC 3339 with a zone (default 2025-07-18T20:42:34Z)",
         )
         parser.add_argument("--rows", type=int, help="stop after exactly this many data rows")
-        parser.add_argument(
-            "--seed", type=int, default=_DEFAULTS.seed, help="random seed (default 1)"
-        )
-        parser.add_argument(
-            "--workload-fraction",
-            type=float,
-            default=_DEFAULTS.workload_fraction,
-            help="share of GPUs, 0 to 1, whose rows name a namespace, pod and container",
-        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = _spec_from_options(options)
@@ -137,15 +126,10 @@ def _spec_from_options(options: dict[str, Any]) -> GeneratorSpec:
     start = _DEFAULTS.start if options["start"] is None else _parse_start(options["start"])
     try:
         spec = GeneratorSpec(
-            hosts=options["hosts"],
-            gpus_per_host=options["gpus_per_host"],
-            metrics=options["metrics"],
+            **{field: options[flag[2:].replace("-", "_")] for flag, field, _, _ in _SPEC_FLAGS},
             timesteps=options["timesteps"],
-            interval_seconds=options["interval"],
             start=start,
             rows=options["rows"],
-            seed=options["seed"],
-            workload_fraction=options["workload_fraction"],
         )
     except InvalidSpecError as error:
         raise CommandError(f"{_FLAG_FOR_FIELD[error.field_name]} {error.problem}") from error
