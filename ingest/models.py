@@ -13,8 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from ingest.devices import device_id, device_key
-
-DEFAULT_SITE = "default"
+from telemetry_project.routing import DEFAULT_SITE, stream_queue_for_site
 
 
 class Metric(models.Model):
@@ -207,11 +206,6 @@ class StreamSource(models.Model):
     @property
     def is_url(self) -> bool:
         return self.location.startswith(("http://", "https://"))
-
-
-def stream_queue_for_site(site: str) -> str:
-    """Streamers of the default site consume ``stream``; an edge site its own queue."""
-    return "stream" if site == DEFAULT_SITE else f"stream.{site}"
 
 
 class StreamCursor(models.Model):

@@ -1,4 +1,4 @@
-"""The broker side of the pipeline: queue names, depth and publishing of chunks."""
+"""The broker side of the pipeline: queue depth and publishing of chunks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from typing import Any
 from kombu import Connection
 
 from telemetry_project.celery import app
-
-COLLECT_QUEUE = "collect"
-COLLECT_TASK = "ingest.collect"
+from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
 
 
 @contextmanager

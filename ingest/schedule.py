@@ -10,8 +10,7 @@ import json
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from ingest.models import StreamSource
-
-STREAM_TASK = "ingest.stream"
+from telemetry_project.routing import STREAM_TASK
 
 
 def periodic_task_name(source: StreamSource) -> str:

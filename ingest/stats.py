@@ -9,7 +9,8 @@ from django.db.models import Count, Max, Min, Sum
 from django.utils import timezone
 
 from ingest.models import Gpu, IngestedChunk, Metric, Tally
-from ingest.queues import COLLECT_QUEUE, queue_depth
+from ingest.queues import queue_depth
+from telemetry_project.routing import COLLECT_QUEUE
 
 RATE_WINDOW = timedelta(minutes=1)
 

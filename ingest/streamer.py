@@ -30,7 +30,7 @@ from ingest.models import (
     StreamSource,
     chunk_id_for,
 )
-from ingest.queues import COLLECT_QUEUE, pooled_connection, publish_chunk, queue_depth
+from ingest.queues import pooled_connection, publish_chunk, queue_depth
 from ingest.reader import (
     SourceError,
     open_at,
@@ -40,6 +40,7 @@ from ingest.reader import (
     shard_bounds,
 )
 from telemetry_project.celery import app
+from telemetry_project.routing import COLLECT_QUEUE, STREAM_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def stream_tick(source_id: int, shard: int | None = None) -> TickReport:
         # Fan the shards out, so every idle streamer can take one.
         for cursor in cursors:
             app.send_task(
-                "ingest.stream",
+                STREAM_TASK,
                 args=[source.pk, cursor.shard],
                 queue=source.stream_queue,
                 expires=source.interval_seconds,

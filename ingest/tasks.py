@@ -1,7 +1,10 @@
 """The pipeline's Celery tasks: stream ticks (streamers) and chunk commits (collectors).
 
 Both are idempotent, which is what makes ``acks_late`` safe: a stream tick works from the
-cursor in the database, and a collect task from the ledger. Arguments are plain data.
+cursor in the database, and a collect task from the ledger. Arguments are plain data. Names
+and queues come from ``telemetry_project.routing``; each task bounds its own database work
+(``ingest.bounds``), since Celery's time limits do not apply in the solo pool. docs/design.md,
+"Tasks and queues" and "Bounds on every task".
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from ingest import collector, partitions, retention, streamer
+from ingest.bounds import bounded_database_work
+from telemetry_project.routing import COLLECT_TASK, MAINTAIN_PARTITIONS_TASK, STREAM_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +45,12 @@ def backoff_seconds(retries: int) -> float:
     return float(min(cap, 0.5 * 2**retries) * random.uniform(0.5, 1.0))  # noqa: S311 (jitter only)
 
 
-@shared_task(name="ingest.stream", bind=True, acks_late=True, ignore_result=True)
+@shared_task(name=STREAM_TASK, bind=True, acks_late=True, ignore_result=True)
 def stream(self: Task[Any, str], source_id: int, shard: int | None = None) -> str:
     """Publish the next chunks of a source (or fan its shards out to other streamers)."""
     try:
-        report = streamer.stream_tick(source_id, shard)
+        with bounded_database_work(settings.TASK_STATEMENT_TIMEOUT_SECONDS):
+            report = streamer.stream_tick(source_id, shard)
     except INFRASTRUCTURE_ERRORS as error:
         close_old_connections()  # a broken connection must not be reused by the next task
         # The next beat tick is the retry: ticks are periodic and expire, so none is kept.
@@ -55,7 +61,7 @@ def stream(self: Task[Any, str], source_id: int, shard: int | None = None) -> st
 
 
 @shared_task(
-    name="ingest.collect",
+    name=COLLECT_TASK,
     bind=True,
     acks_late=True,
     ignore_result=True,
@@ -69,7 +75,8 @@ def collect(self: Task[Any, str], payload: object, attempts_owed: int = 0) -> st
     """
     delivery = collector.Delivery(owed=attempts_owed)
     try:
-        result = collector.collect(payload, delivery)
+        with bounded_database_work(settings.TASK_STATEMENT_TIMEOUT_SECONDS):
+            result = collector.collect(payload, delivery)
     except INFRASTRUCTURE_ERRORS as error:
         close_old_connections()  # a broken connection must not be reused by the retry
         countdown = backoff_seconds(self.request.retries)
@@ -95,9 +102,14 @@ def _note_failure(payload: object, error: BaseException) -> None:
         logger.warning("could not record the failure of a chunk: database unreachable")
 
 
-@shared_task(name="ingest.maintain_partitions", ignore_result=True)
+@shared_task(name=MAINTAIN_PARTITIONS_TASK, ignore_result=True)
 def maintain_partitions() -> str:
     """Make sure partitions cover the coming days; apply retention (``ingest.retention``)."""
+    with bounded_database_work(settings.TASK_STATEMENT_TIMEOUT_SECONDS):
+        return _maintain_partitions()
+
+
+def _maintain_partitions() -> str:
     now = timezone.now()
     ahead = settings.PARTITIONS_AHEAD_DAYS
     partitions.ensure_partitions(now.date() + timedelta(days=offset) for offset in range(ahead + 1))

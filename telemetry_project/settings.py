@@ -28,6 +28,7 @@ from telemetry_project.env import (
     env_str,
     use_file_values,
 )
+from telemetry_project.routing import COLLECT_QUEUE, TASK_ROUTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # A development checkout knows it is one: the settings `make run` ran with stand in for every
@@ -248,12 +249,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "msgpack"
 CELERY_ACCEPT_CONTENT = ["msgpack", "json"]
-CELERY_TASK_DEFAULT_QUEUE = "collect"
-CELERY_TASK_ROUTES = {
-    "ingest.collect": {"queue": "collect"},
-    "ingest.stream": {"queue": "stream"},
-    "ingest.maintain_partitions": {"queue": "stream"},
-}
+CELERY_TASK_DEFAULT_QUEUE = COLLECT_QUEUE
+CELERY_TASK_ROUTES = TASK_ROUTES
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -274,6 +271,10 @@ COLLECT_QUEUE_MAX_DEPTH = env_int("COLLECT_QUEUE_MAX_DEPTH", 64, minimum=1)
 REPUBLISH_AFTER_SECONDS = env_float("REPUBLISH_AFTER_SECONDS", 120.0, minimum=0.1)
 # A chunk whose own processing failed this many times becomes a dead letter.
 MAX_CHUNK_ATTEMPTS = env_int("MAX_CHUNK_ATTEMPTS", 5, minimum=1)
+# Every task cancels a database statement, or leaves an open transaction idle, no longer than
+# this (ingest.bounds): the solo pool enforces no Celery time limit. Keep it well under the
+# workers' heartbeat limit, which a task in hand must not outlive.
+TASK_STATEMENT_TIMEOUT_SECONDS = env_float("TASK_STATEMENT_TIMEOUT_SECONDS", 60.0, minimum=0.1)
 # Capped exponential backoff for a collect task that met a database or broker outage.
 RETRY_BACKOFF_MAX_SECONDS = env_float("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum=0.1)
 # Samples older than this are rejected at ingest and their partitions dropped (0 = keep).

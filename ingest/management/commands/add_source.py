@@ -7,8 +7,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ingest.models import DEFAULT_SITE, StreamSource
+from ingest.models import StreamSource
 from ingest.sources import validate_location
+from telemetry_project.routing import DEFAULT_SITE
 
 
 def positive_int(text: str) -> int:

@@ -39,6 +39,7 @@ from ingest.rejections import ReasonTally
 from ingest.streamer import stream_tick
 from ingest.tasks import INFRASTRUCTURE_ERRORS
 from telemetry_project.celery import app
+from telemetry_project.routing import STREAM_TASK
 
 # Reasons of rejected rows named in the report, the most frequent first.
 TOP_REASONS = 5
@@ -182,7 +183,7 @@ class Command(BaseCommand):
             if source.last_error:
                 raise CommandError(f"source {source.name}: {source.last_error}")
             app.send_task(
-                "ingest.stream",
+                STREAM_TASK,
                 args=[source.pk],
                 queue=source.stream_queue,
                 expires=max(options["tick"] * 4, 2.0),

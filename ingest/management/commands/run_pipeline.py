@@ -22,6 +22,8 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from telemetry_project.routing import COLLECT_QUEUE, STREAM_QUEUE
+
 STOP_GRACE_SECONDS = 20
 FIRST_RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
@@ -39,8 +41,8 @@ def role_commands(host: str, port: int) -> dict[str, list[str]]:
     return {
         "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
         "beat": [*celery, "beat", "--loglevel=INFO"],
-        "streamer": [*worker, "-Q", "stream", "-n", "streamer@%h"],
-        "collector": [*worker, "-Q", "collect", "-n", "collector@%h"],
+        "streamer": [*worker, "-Q", STREAM_QUEUE, "-n", "streamer@%h"],
+        "collector": [*worker, "-Q", COLLECT_QUEUE, "-n", "collector@%h"],
     }
 
 
