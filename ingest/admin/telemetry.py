@@ -1,0 +1,115 @@
+"""The telemetry admins: GPUs, metrics and workloads, and samples without a count or scan.
+
+Samples are read-only, listed in an order an index reads (see :class:`SampleAdmin`), and
+filtered by GPU and time range with typed-in values (``ingest.admin.filters``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from ingest.admin.base import ReadOnlyAdmin, TypedModelAdmin
+from ingest.admin.filters import GpuFilter, TimeRangeFilter
+from ingest.admin.paging import LargeTableAdmin, LookaheadChangeList
+from ingest.models import Gpu, Metric, Sample, Workload
+
+
+def sample_changelist_url(gpu: Gpu) -> str:
+    return f"{reverse('admin:ingest_sample_changelist')}?{GpuFilter.parameter}={gpu.pk}"
+
+
+@admin.register(Gpu)
+class GpuAdmin(ReadOnlyAdmin[Gpu]):
+    """GPUs are created by collectors and only viewed here.
+
+    They are never deleted from the admin: collectors cache GPU ids (uuid -> id), so a
+    deleted GPU would leave running collectors writing samples for an id that no longer
+    exists, and its samples (which carry no foreign-key constraint) would be orphaned.
+    """
+
+    list_display = (
+        "uuid",
+        "hostname",
+        "gpu_index",
+        "device",
+        "model_name",
+        "sample_count",
+        "first_seen",
+        "last_seen",
+        "samples",
+    )
+    list_filter = ("hostname", "model_name")
+    search_fields = ("uuid", "hostname")
+    readonly_fields = ("samples",)
+
+    @admin.display(description="samples")
+    def samples(self, gpu: Gpu) -> SafeString:
+        return format_html('<a href="{}">samples</a>', sample_changelist_url(gpu))
+
+
+@admin.register(Metric)
+class MetricAdmin(TypedModelAdmin[Metric]):
+    """Metric units and help are editable; names are not (collectors cache name -> id)."""
+
+    list_display = ("name", "unit", "kind", "help")
+    search_fields = ("name",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Metric | None = None) -> list[str]:
+        return ["name"] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Metric | None = None) -> bool:
+        return False  # samples refer to metrics by id, and collectors cache the ids
+
+
+@admin.register(Workload)
+class WorkloadAdmin(ReadOnlyAdmin[Workload]):
+    list_display = ("namespace", "pod", "container")
+    search_fields = ("namespace", "pod", "container")
+
+
+class SampleChangeList(LookaheadChangeList):
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet[Any]) -> list[Any]:
+        # Column sorting is off (an order no index serves would sort the whole table), and
+        # an ``o`` typed into the address is ignored for the same reason.
+        return list(self.model_admin.get_ordering(request))
+
+
+@admin.register(Sample)
+class SampleAdmin(LargeTableAdmin[Sample]):
+    """Samples, read-only, newest first, without any query that counts or scans the table.
+
+    The order follows an index: with a GPU chosen, newest sample time first (the
+    (gpu, timestamp) index); otherwise newest written first, by id (the primary key index
+    of each partition), because no index serves "newest time first" across all GPUs and
+    that order would sort the whole table. In processing-time mode the two orders roughly agree.
+    """
+
+    list_display = ("sampled_at", "gpu", "metric", "value", "workload")
+    list_display_links = ("sampled_at",)
+    list_filter = (GpuFilter, TimeRangeFilter, "metric")
+    list_select_related = ("gpu", "metric", "workload")
+    ordering = ("-timestamp", "-id")
+    sortable_by = ()
+    date_hierarchy = None
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SampleChangeList
+
+    @admin.display(description="timestamp")
+    def sampled_at(self, sample: Sample) -> str:
+        # To the second and below: many samples of a GPU fall within the same minute.
+        return timezone.localtime(sample.timestamp).isoformat(sep=" ")
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        if request.GET.get(GpuFilter.parameter, "").strip():
+            return ("-timestamp", "-id")
+        return ("-id",)
