@@ -3,10 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
+# The project's commands, with the development conveniences make run and the tools rely on.
+MANAGE := DJANGO_DEBUG=1 $(PY) manage.py
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-exposition csv-validate audit bench-charts vendor-charts
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-exposition csv-validate audit bench-charts vendor-charts
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,19 +29,25 @@ run: export SOURCE_URL_ALLOW ?= 127.0.0.0/8
 # those typed in another terminal.
 run: $(VENV)/.installed  ## the whole pipeline: web, beat, streamer, collector (embedded unless DATABASE_URL/REDIS_URL)
 	$(PY) -m telemetry_project.dev_env
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py add_source sample $(SAMPLE_CSV) --loop --batch-size 100 --interval 2 --if-missing
-	PORT=$(PORT) $(PY) manage.py run_pipeline
+	$(MANAGE) migrate --noinput
+	$(MANAGE) add_source sample $(SAMPLE_CSV) --loop --batch-size 100 --interval 2 --if-missing
+	PORT=$(PORT) $(MANAGE) run_pipeline
 
 migrate: $(VENV)/.installed  ## apply migrations
-	DJANGO_DEBUG=1 $(PY) manage.py migrate --noinput
+	$(MANAGE) migrate --noinput
 
 # Without DJANGO_SUPERUSER_USERNAME, createsuperuser asks for the login at the terminal.
 superuser: $(VENV)/.installed  ## an admin login: asked for, or from DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASSWORD
-	DJANGO_DEBUG=1 $(PY) manage.py createsuperuser $(if $(DJANGO_SUPERUSER_USERNAME),--noinput)
+	$(MANAGE) createsuperuser $(if $(DJANGO_SUPERUSER_USERNAME),--noinput)
 
 test: $(VENV)/.installed browser prometheus-tools deploy-tools  ## the default suite (unit + integration against PostgreSQL, Redis, real workers, a real Prometheus)
 	$(PY) -m pytest -m "not slow and not faults"
+
+# The database and broker point at a closed port, so a test that needs either fails at once
+# instead of passing on a machine that happens to run them.
+QUICK_SERVICES := DATABASE_URL=postgres://postgres@127.0.0.1:1/unreachable REDIS_URL=redis://127.0.0.1:1/0
+test-quick: $(VENV)/.installed  ## the edit-test loop: the unit tests, with no database, broker, worker or tool (under a minute)
+	$(QUICK_SERVICES) $(PY) -m pytest -m unit -q -p no:cacheprovider
 
 CHROMIUM := /usr/bin/chromium
 browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, as root, if missing)
@@ -80,10 +88,11 @@ prometheus-tools:  ## Debian's Prometheus and promtool, which tests start as a r
 	@echo "prometheus-tools: $$($(PROMETHEUS) --version 2>&1 | head -n 1)"
 	@echo "prometheus-tools: $$(promtool --version 2>&1 | head -n 1)"
 
-lint: $(VENV)/.installed  ## ruff (lint + format check) and mypy
+lint: $(VENV)/.installed  ## ruff (lint + format check), mypy, and the import contracts between packages (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=1 $(BIN)/mypy .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(VENV)/.installed  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -92,8 +101,9 @@ format: $(VENV)/.installed  ## apply ruff's fixes and formatting
 coverage: $(VENV)/.installed  ## the default suite with a coverage report (htmlcov/)
 	$(PY) -m pytest -m "not slow and not faults" --cov --cov-report=term-missing:skip-covered --cov-report=html
 
+OUT ?= var/generated.csv
 generate: $(VENV)/.installed  ## a DCGM CSV: make generate OUT=var/big.csv ARGS="--timesteps 400"
-	DJANGO_DEBUG=1 $(PY) manage.py generate_dcgm $(or $(OUT),var/generated.csv) $(ARGS)
+	$(MANAGE) generate_dcgm $(OUT) $(ARGS)
 
 check-services:  ## fail unless PostgreSQL and Redis answer on their default ports
 	pg_isready -q -h 127.0.0.1 -p 5432
@@ -103,23 +113,29 @@ clean:  ## remove the virtualenv and local state
 	rm -rf $(VENV) node_modules var htmlcov .coverage .pytest_cache .mypy_cache .ruff_cache
 
 openapi: $(VENV)/.installed  ## write the OpenAPI spec to openapi.yaml (committed; a test fails when stale)
-	DJANGO_DEBUG=1 $(PY) manage.py spectacular --validate --file openapi.yaml
+	$(MANAGE) spectacular --validate --file openapi.yaml
 
 protobuf: $(VENV)/.installed  ## compile ingest/remote_write.proto into ingest/remote_write_pb2.py(i) (committed; a test fails when stale)
 	PYTHON=$(PY) scripts/compile-protobuf.sh
 
-ROWS ?= 5000000
-explain-api: $(VENV)/.installed  ## EXPLAIN ANALYZE every API query on >= ROWS samples in its own database: make explain-api ROWS=300000 ARGS=--keep
-	DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/telemetry_explain \
-		$(PY) manage.py explain_api --rows $(ROWS) --database-name telemetry_explain $(ARGS)
+# --- Measurements (bench/) ------------------------------------------------------------------
+# ROWS, STREAMERS and COLLECTORS are passed on only when given: each command holds its own
+# defaults (bench 1,000,000 rows, explain-api 5,000,000, bench-api 10,000,000), and its own
+# database (telemetry_bench, telemetry_explain, telemetry_bench_api on the PostgreSQL server
+# of DATABASE_URL or DB_HOST, by default 127.0.0.1:5432), never the project's.
+ROWS_OPTION = $(if $(ROWS),--rows $(ROWS))
 
-# ROWS is shared here too: bench-api's default (10M) applies unless ROWS is given on the
-# command line or in the environment. The database is kept, so the next run skips the fill;
-# --vacuum puts it in the state autovacuum keeps a live database in (visibility map set).
-BENCH_API_ROWS = $(if $(filter file,$(origin ROWS)),10000000,$(ROWS))
+explain-api: $(VENV)/.installed  ## EXPLAIN ANALYZE every API query on >= ROWS (5M) samples in its own database: make explain-api ROWS=300000 ARGS=--keep
+	$(MANAGE) explain_api $(ROWS_OPTION) $(ARGS)
+
+# The database is kept, so the next run skips the fill; --vacuum puts it in the state
+# autovacuum keeps a live database in (visibility map set).
 bench-api: $(VENV)/.installed  ## p50/p99 of 1,000 requests per API endpoint on ROWS (10M) samples in its own kept database: make bench-api ROWS=1000000
-	DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/telemetry_bench_api \
-		$(PY) manage.py bench_api --rows $(BENCH_API_ROWS) --database-name telemetry_bench_api --keep --vacuum $(ARGS)
+	$(MANAGE) bench_api $(ROWS_OPTION) --keep --vacuum $(ARGS)
+
+bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=3
+	$(MANAGE) bench_pipeline $(ROWS_OPTION) \
+		$(if $(STREAMERS),--streamers $(STREAMERS)) $(if $(COLLECTORS),--collectors $(COLLECTORS)) $(ARGS)
 
 # --- Deployment: Docker Compose and the Helm chart (deploy.md) ------------------------------
 COMPOSE ?= docker compose
@@ -161,14 +177,6 @@ status:  ## the stack's containers, their state and health
 logs:  ## follow the stack's logs: make logs SERVICE=collector
 	$(COMPOSE) --profile flower logs --follow --tail=100 $(SERVICE)
 
-# --- Benchmark -------------------------------------------------------------------------------
-# ROWS is shared with explain-api, whose default above is larger: bench has its own default,
-# used unless ROWS is given on the command line or in the environment.
-BENCH_ROWS = $(if $(filter file,$(origin ROWS)),1000000,$(ROWS))
-bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=3
-	DJANGO_DEBUG=1 $(PY) manage.py bench_pipeline --rows $(BENCH_ROWS) \
-		$(if $(STREAMERS),--streamers $(STREAMERS)) $(if $(COLLECTORS),--collectors $(COLLECTORS)) $(ARGS)
-
 # --- Charts: the measurement behind the charting library, and its vendored files ---------------
 bench-charts: $(VENV)/.installed browser  ## render time of uPlot, ECharts and Chart.js on 50,000 points in headless Chromium, medians of 7 runs (needs npm; docs/charts.md): make bench-charts ARGS="--runs 9"
 	$(PY) -m scripts.bench_charts $(ARGS)
@@ -180,9 +188,9 @@ bench-exposition:  ## CPU per sample of parsing exporter pages (prometheus_clien
 	$(PY) -m scripts.bench_exposition $(ARGS)
 
 # --- Checking input -------------------------------------------------------------------------
-CSV_FILE ?= data/dcgm_metrics_sample.csv
+CSV_FILE ?= $(SAMPLE_CSV)
 csv-validate: $(VENV)/.installed  ## check a DCGM CSV, writing nothing (exit 1 if any row would be rejected): make csv-validate CSV_FILE=var/big.csv
-	DJANGO_DEBUG=1 $(PY) manage.py validate_csv $(CSV_FILE)
+	$(MANAGE) validate_csv $(CSV_FILE)
 
 # --- Dependencies ---------------------------------------------------------------------------
 audit: $(VENV)/.installed  ## known vulnerabilities in the pinned requirements (pip-audit; fails when a pin cannot be checked)

@@ -40,14 +40,14 @@ from ingest.models import (
     chunk_id_for,
 )
 from ingest.partitions import ensure_partitions
-from ingest.queues import COLLECT_QUEUE
 from ingest.schedule import periodic_task_name
+from telemetry_project.routing import COLLECT_QUEUE
+from tests.support.reference import REFERENCE_COLUMNS
 
 # A day no other test writes samples on, so its partition is this module's own.
 DAY = date(2030, 1, 2)
 NOON = datetime(2030, 1, 2, 12, 0, tzinfo=UTC)
-COLUMNS = ("timestamp", "metric_name", "gpu_id", "device", "uuid", "modelName", "Hostname",
-           "container", "pod", "namespace", "value", "labels_raw")  # fmt: skip
+COLUMNS = REFERENCE_COLUMNS
 PAGE = 100  # the admin's rows per page
 
 

@@ -27,7 +27,7 @@ from schemathesis.checks import (
 )
 from schemathesis.core.result import Err
 
-from tests.conftest import REPO
+from tests.support.reference import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,8 @@ import pytest
 from django.test import Client
 
 from telemetry_project.celery import app
-from tests.api_data import REFERENCE_CSV, REFERENCE_UUID, Loaded, reference_data
-
-__all__ = ["reference_data"]  # the module-scoped fixture the tests below use
+from tests.support.api_data import Loaded
+from tests.support.reference import REFERENCE_CSV, REFERENCE_UUID
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reference_data")]
 

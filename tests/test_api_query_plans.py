@@ -18,9 +18,9 @@ from pytest_django import DjangoAssertNumQueries
 
 from api.pagination import SEEK_AFTER_ROWS
 from ingest.models import Sample
-from tests.api_data import PLANNER_SPEC, Loaded, generated_data
+from tests.support.api_data import PLANNER_SPEC, Loaded
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures(generated_data.__name__)]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("generated_data")]
 
 SEQ_SCAN_ON_SAMPLES = re.compile(r"Seq Scan on (ingest_sample\w*)")
 COST = re.compile(r"\s+\(cost=[^)]*\)")

@@ -39,15 +39,14 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.hooks import HookContext
 
 from telemetry_project.wsgi import application
-from tests.api_data import REFERENCE_CSV, REFERENCE_UUID, reference_data
+from tests.support.reference import REFERENCE_CSV, REFERENCE_UUID, REPO
 
-REPO = Path(__file__).resolve().parent.parent
 COMMITTED_SPEC = REPO / "openapi.yaml"
 STALE = "openapi.yaml is stale: run `make openapi` and commit the result."
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 # Every test here may call the API, over the reference export loaded once for the module.
-pytestmark = pytest.mark.usefixtures(reference_data.__name__)
+pytestmark = pytest.mark.usefixtures("reference_data")
 
 TELEMETRY = f"/api/v1/gpus/{REFERENCE_UUID}/telemetry"
 AGGREGATE = f"/api/v1/gpus/{REFERENCE_UUID}/telemetry/aggregate"

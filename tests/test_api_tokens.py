@@ -21,9 +21,9 @@ from pytest_django import DjangoAssertNumQueries
 from pytest_django.fixtures import Settings
 
 from api.models import ApiToken
-from tests.conftest import REPO
+from tests.support.reference import REPO
 
-WRITE_VIEWS = pytest.mark.urls("tests.write_views")
+WRITE_VIEWS = pytest.mark.urls("tests.support.write_views")
 CHALLENGE = 'Bearer realm="api"'
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from ingest.models import Gpu
-from tests.conftest import REPO, WorkerFactory, wait_for
-from tests.pipeline_helpers import finish_import, generate_csv, start_import
+from tests.support.pipeline import finish_import, generate_csv, start_import
+from tests.support.reference import REPO
 from tests.support.servers import answers, free_port
+from tests.support.workers import WorkerFactory, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.reference import REPO
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "s3cret/with:odd@chars#"  # noqa: S105  (a throwaway server's password)
 SERVICE_VARIABLES = ("DATABASE_URL", "DB_", "REDIS_", "CELERY_BROKER")

@@ -34,9 +34,9 @@ from playwright.sync_api import (
 )
 from pytest_django.live_server_helper import LiveServer
 
-from ingest.direct_load import collect_file
+from bench.direct_load import collect_file
 from ingest.models import Gpu, Sample
-from tests.conftest import REFERENCE_CSV, REPO
+from tests.support.reference import REFERENCE_CSV, REPO
 
 pytestmark = [
     pytest.mark.integration,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -16,22 +15,9 @@ from hypothesis import strategies as st
 
 from ingest import chunks
 from ingest.chunks import Chunk, PayloadError
+from tests.support.reference import REFERENCE_COLUMNS, REFERENCE_CSV
 
-REFERENCE_CSV = Path(__file__).resolve().parent.parent / "data" / "dcgm_metrics_sample.csv"
-COLUMNS = (
-    "timestamp",
-    "metric_name",
-    "gpu_id",
-    "device",
-    "uuid",
-    "modelName",
-    "Hostname",
-    "container",
-    "pod",
-    "namespace",
-    "value",
-    "labels_raw",
-)
+COLUMNS = REFERENCE_COLUMNS
 PAYLOAD_KEYS = ("id", "source", "line", "lines", "columns", "stamp", "data")
 
 

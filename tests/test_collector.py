@@ -12,9 +12,10 @@ from pytest_django.fixtures import Settings
 from ingest import collector, faults
 from ingest.chunks import Chunk
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Sample
-from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
 from telemetry_project.celery import app
-from tests.conftest import REFERENCE_CSV, WorkerFactory, wait_for
+from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
+from tests.support.reference import REFERENCE_CSV
+from tests.support.workers import WorkerFactory, wait_for
 
 LINES = REFERENCE_CSV.read_bytes().split(b"\n")
 HEADER = tuple(LINES[0].decode().split(","))

@@ -26,8 +26,7 @@ from ingest.models import IngestedChunk, OutstandingChunk, StreamCursor, StreamS
 from ingest.queues import COLLECT_QUEUE
 from ingest.reader import SourceError, read_header
 from telemetry_project.celery import app
-from tests.conftest import REFERENCE_CSV, REPO, WorkerFactory, wait_for
-from tests.pipeline_helpers import (
+from tests.support.pipeline import (
     duplicate_samples,
     finish_import,
     flush_the_broker_mid_import,
@@ -36,6 +35,8 @@ from tests.pipeline_helpers import (
     sample_count,
     start_import,
 )
+from tests.support.reference import REFERENCE_CSV, REPO
+from tests.support.workers import WorkerFactory, wait_for
 
 # 80 chunks of 1,000 rows: enough that a collector can be stopped or killed mid-import.
 FLEET = {"hosts": 10, "gpus_per_host": 8, "metrics": 10, "timesteps": 100}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -26,15 +25,16 @@ from ingest.dcgm import (
     parse_labels,
     parse_lines,
 )
-
-REFERENCE_CSV = Path(__file__).resolve().parent.parent / "data" / "dcgm_metrics_sample.csv"
-REFERENCE_HEADER = (
-    b"timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,"
-    b"container,pod,namespace,value,labels_raw"
+from tests.support.reference import (
+    REFERENCE_COLUMNS,
+    REFERENCE_CSV,
+    REFERENCE_HEADER,
+    REFERENCE_UUID,
 )
-COLUMNS = tuple(REFERENCE_HEADER.decode().split(","))
 
-FIRST_UUID = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
+COLUMNS = REFERENCE_COLUMNS
+
+FIRST_UUID = REFERENCE_UUID
 FIRST_LABELS = {
     "DCGM_FI_DRIVER_VERSION": "535.129.03",
     "Hostname": "mtv5-dgx1-hgpu-031",

@@ -27,10 +27,12 @@ import pytest
 import yaml
 from django.http.request import validate_host
 
-from ingest.models import stream_queue_for_site
+from telemetry_project.routing import stream_queue_for_site
 from tests.support.entrypoint import run_entrypoint
+from tests.support.reference import REFERENCE_CSV, REPO
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.deploy
+
 CHART = REPO / "charts" / "telemetry-pipeline"
 VENV_BIN = Path(sys.executable).parent
 HELM = VENV_BIN / "helm"
@@ -765,7 +767,7 @@ def test_existing_secrets_replace_the_charts_own() -> None:
 def test_a_configmap_csv_over_one_mebibyte_is_refused_with_a_clear_message(
     tmp_path: Path,
 ) -> None:
-    reference = REPO / "data" / "dcgm_metrics_sample.csv"
+    reference = REFERENCE_CSV
     assert reference.stat().st_size > ONE_MIB
     error = render_error(
         "--set-file", f"csv.configMap.files.dcgm\\.csv={reference}",
@@ -778,7 +780,7 @@ def test_a_configmap_csv_over_one_mebibyte_is_refused_with_a_clear_message(
 
 def test_a_small_configmap_csv_is_mounted_in_the_streamers(tmp_path: Path) -> None:
     small = tmp_path / "small.csv"
-    with (REPO / "data" / "dcgm_metrics_sample.csv").open() as reference:
+    with (REFERENCE_CSV).open() as reference:
         small.write_text("".join(next(reference) for _ in range(50)))
     manifests = render(
         "values.yaml",

@@ -20,8 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from telemetry_project import dev_env
 from telemetry_project.env import env_bool, env_int, env_secret, env_str, use_file_values
-from tests.conftest import REPO
-from tests.embedded import bare_environment
+from tests.support.embedded import bare_environment
+from tests.support.reference import REPO
 
 # What settings_of prints: enough to tell which file (if any) the process read.
 SETTINGS_PROBE = """

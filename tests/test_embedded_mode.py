@@ -12,8 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REFERENCE_CSV, wait_for
-from tests.embedded import (
+from tests.support.embedded import (
     answers,
     embedded_environment,
     free_port,
@@ -22,6 +21,8 @@ from tests.embedded import (
     stats,
     stop_pipeline,
 )
+from tests.support.reference import REFERENCE_CSV
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.integration
 

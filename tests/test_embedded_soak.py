@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REFERENCE_CSV, wait_for
-from tests.embedded import (
+from tests.support.embedded import (
     answers,
     embedded_environment,
     free_port,
@@ -19,6 +18,8 @@ from tests.embedded import (
     start_pipeline,
     stop_pipeline,
 )
+from tests.support.reference import REFERENCE_CSV
+from tests.support.workers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

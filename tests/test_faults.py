@@ -44,10 +44,12 @@ import pytest
 from kombu import Connection
 
 from ingest.chunks import Chunk
-from ingest.queues import COLLECT_QUEUE, publish_chunk
-from tests.conftest import REPO, Worker, WorkerFactory, wait_for
-from tests.fault_servers import PostgresServer, RedisServer, free_port
-from tests.pipeline_helpers import generate_csv, kill_with_task_in_hand, start_import
+from ingest.queues import publish_chunk
+from telemetry_project.routing import COLLECT_QUEUE
+from tests.support.fault_servers import PostgresServer, RedisServer, free_port
+from tests.support.pipeline import generate_csv, kill_with_task_in_hand, start_import
+from tests.support.reference import REPO
+from tests.support.workers import Worker, WorkerFactory, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -1,6 +1,6 @@
 """The synthetic DCGM CSV must be indistinguishable in layout from the reference export.
 
-Tests of ``ingest.dcgm_generator`` need neither Django nor a database; the command tests
+Tests of ``bench.dcgm_generator`` need neither Django nor a database; the command tests
 at the end go through ``call_command`` and so need the project's settings.
 """
 
@@ -18,18 +18,16 @@ from django.core.management import CommandError, call_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.dcgm_generator import (
+from bench.dcgm_generator import (
     METRIC_NAMES,
     GeneratorSpec,
     InvalidSpecError,
     write_dcgm_csv,
 )
+from tests.support.reference import REFERENCE_HEADER
 
 # The first two lines of dcgm_metrics_20250718_134233.csv, the reference export.
-REFERENCE_HEADER_LINE = (
-    "timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,"
-    "container,pod,namespace,value,labels_raw"
-)
+REFERENCE_HEADER_LINE = REFERENCE_HEADER.decode()
 REFERENCE_FIRST_ROW_LINE = (
     '"2025-07-18T20:42:34Z","DCGM_FI_DEV_GPU_UTIL","0","nvidia0",'
     '"GPU-5fd4f087-86f3-7a43-b711-4771313afc50","NVIDIA H100 80GB HBM3",'

@@ -50,8 +50,8 @@ from ingest.models import (
     StreamCursor,
     StreamSource,
 )
-from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
 from telemetry_project.celery import app
+from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -25,9 +25,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.models import ApiToken
-from tests.conftest import REPO, Worker, WorkerFactory, wait_for
-from tests.pipeline_helpers import finish_import, generate_csv, sample_count, start_import
+from tests.support.pipeline import finish_import, generate_csv, sample_count, start_import
+from tests.support.reference import REPO
 from tests.support.servers import answers, free_port
+from tests.support.workers import Worker, WorkerFactory, wait_for
 
 pytestmark = pytest.mark.integration
 

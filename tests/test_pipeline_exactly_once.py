@@ -14,10 +14,9 @@ from django.db.models import Sum
 from ingest import faults
 from ingest.chunks import Chunk
 from ingest.models import ChunkAttempt, DeadLetter, Gpu, IngestedChunk, Metric, StreamSource
-from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
 from telemetry_project.celery import app
-from tests.conftest import REFERENCE_CSV, WorkerFactory, wait_for
-from tests.pipeline_helpers import (
+from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
+from tests.support.pipeline import (
     duplicate_samples,
     finish_import,
     flush_the_broker_mid_import,
@@ -25,6 +24,8 @@ from tests.pipeline_helpers import (
     sample_count,
     start_import,
 )
+from tests.support.reference import REFERENCE_CSV
+from tests.support.workers import WorkerFactory, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -32,10 +32,11 @@ from ingest.models import (
 )
 from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
 from telemetry_project.celery import app
-from tests.api_data import REFERENCE_CSV, analyze_ingest_tables, load_csv
-from tests.conftest import WorkerFactory, wait_for
-from tests.pipeline_helpers import finish_import, generate_csv, sample_count, start_import
-from tests.test_collector import LINES, make_chunk
+from tests.support.api_data import analyze_ingest_tables, load_csv
+from tests.support.chunks import REFERENCE_LINES, chunk_of
+from tests.support.pipeline import finish_import, generate_csv, sample_count, start_import
+from tests.support.reference import REFERENCE_CSV
+from tests.support.workers import WorkerFactory, wait_for
 
 pytestmark = pytest.mark.django_db
 # For tests that commit chunks: the collector runs its own transactions (and partition DDL).
@@ -94,7 +95,9 @@ def test_a_committed_chunk_counts_its_rows_its_rejected_rows_and_itself_under_it
 ) -> None:
     fleet = source("fleet")
 
-    collector.collect(make_chunk([*LINES[1:6], *BAD_LINES], source_id=fleet.pk).to_payload())
+    collector.collect(
+        chunk_of([*REFERENCE_LINES[1:6], *BAD_LINES], source_id=fleet.pk).to_payload()
+    )
 
     page = scrape(client)
     assert per_source(page, "telemetry_rows_committed_total") == {"fleet": 5}
@@ -109,7 +112,7 @@ def test_a_committed_chunk_counts_its_rows_its_rejected_rows_and_itself_under_it
 @commits
 def test_a_second_delivery_counts_a_duplicate_and_nothing_else(client: Client) -> None:
     fleet = source("fleet")
-    payload = make_chunk(LINES[1:11], source_id=fleet.pk).to_payload()
+    payload = chunk_of(REFERENCE_LINES[1:11], source_id=fleet.pk).to_payload()
 
     outcomes = [collector.collect(payload).outcome for _ in range(3)]
 
@@ -125,8 +128,10 @@ def test_every_one_off_import_shares_the_import_label(client: Client) -> None:
     first, second = source("import-1", scheduled=False), source("import-2", scheduled=False)
     source("fleet")
 
-    collector.collect(make_chunk(LINES[1:4], source_id=first.pk, chunk_id="a").to_payload())
-    collector.collect(make_chunk(LINES[4:11], source_id=second.pk, chunk_id="b").to_payload())
+    collector.collect(chunk_of(REFERENCE_LINES[1:4], source_id=first.pk, chunk_id="a").to_payload())
+    collector.collect(
+        chunk_of(REFERENCE_LINES[4:11], source_id=second.pk, chunk_id="b").to_payload()
+    )
 
     page = scrape(client)
     assert per_source(page, "telemetry_rows_committed_total") == {"import": 10, "fleet": 0}
@@ -137,9 +142,9 @@ def test_every_one_off_import_shares_the_import_label(client: Client) -> None:
 @commits
 def test_messages_of_no_existing_source_count_under_unknown(client: Client) -> None:
     gone = source("gone").pk
-    collector.collect(make_chunk(LINES[1:3], source_id=gone, chunk_id="a").to_payload())
+    collector.collect(chunk_of(REFERENCE_LINES[1:3], source_id=gone, chunk_id="a").to_payload())
     StreamSource.objects.filter(pk=gone).delete()
-    collector.collect(make_chunk(LINES[3:6], source_id=gone, chunk_id="b").to_payload())
+    collector.collect(chunk_of(REFERENCE_LINES[3:6], source_id=gone, chunk_id="b").to_payload())
     collector.collect("not a chunk")
 
     page = scrape(client)
@@ -154,7 +159,7 @@ def test_a_chunk_failing_too_often_counts_a_dead_letter_of_its_source(
 ) -> None:
     settings.MAX_CHUNK_ATTEMPTS = 1
     fleet = source("fleet")
-    payload = make_chunk(LINES[1:3], source_id=fleet.pk).to_payload()
+    payload = chunk_of(REFERENCE_LINES[1:3], source_id=fleet.pk).to_payload()
     collector.count_attempt(str(payload["id"]))
 
     assert collector.collect(payload).outcome == "dead-letter"

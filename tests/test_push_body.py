@@ -20,7 +20,7 @@ from pytest_django.fixtures import Settings
 from api.models import ApiToken
 from tests.test_remote_write import NOW_MS, REFERENCE_BODY, body_of, snappy
 
-pytestmark = [pytest.mark.urls("tests.write_views"), pytest.mark.django_db]
+pytestmark = [pytest.mark.urls("tests.support.write_views"), pytest.mark.django_db]
 
 PROTOBUF = "application/x-protobuf"
 SMALL_LIMIT = 100_000

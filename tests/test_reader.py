@@ -27,13 +27,9 @@ from ingest.reader import (
     read_range,
     shard_bounds,
 )
+from tests.support.reference import REFERENCE_CSV, REFERENCE_DATA_LINES, REFERENCE_HEADER
 
-REFERENCE_CSV = Path(__file__).resolve().parent.parent / "data" / "dcgm_metrics_sample.csv"
-REFERENCE_HEADER = (
-    b"timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,"
-    b"container,pod,namespace,value,labels_raw\n"
-)
-REFERENCE_DATA_LINES = 2470
+HEADER_LINE = REFERENCE_HEADER + b"\n"
 
 
 def write_file(folder: Path, content: bytes, name: str = "source.csv") -> str:
@@ -98,8 +94,8 @@ def test_run_bytes_are_the_file_bytes_of_their_range(tmp_path: Path) -> None:
 
 
 def test_run_line_counts_sum_to_the_data_lines(tmp_path: Path) -> None:
-    content = REFERENCE_HEADER + numbered_lines(123)
-    runs = runs_of(write_file(tmp_path, content), len(REFERENCE_HEADER), max_lines=10)
+    content = HEADER_LINE + numbered_lines(123)
+    runs = runs_of(write_file(tmp_path, content), len(HEADER_LINE), max_lines=10)
     assert sum(run.line_count for run, _ in runs) == 123
 
 
@@ -278,7 +274,7 @@ def test_shards_are_contiguous_from_the_first_data_line(
     shards: int, reference_content: bytes
 ) -> None:
     bounds = reference_shards(shards)
-    assert bounds[0].start_offset == len(REFERENCE_HEADER)
+    assert bounds[0].start_offset == len(HEADER_LINE)
     assert [shard.end_offset for shard in bounds] == [
         *(shard.start_offset for shard in bounds[1:]),
         None,
@@ -299,7 +295,7 @@ def test_shards_cover_all_2470_lines_exactly_once(shards: int, reference_content
             total += run.line_count
             pieces.append(data)
     assert total == REFERENCE_DATA_LINES
-    assert b"".join(pieces) == reference_content[len(REFERENCE_HEADER) :]
+    assert b"".join(pieces) == reference_content[len(HEADER_LINE) :]
 
 
 @pytest.mark.parametrize("shards", range(1, 8))
@@ -309,14 +305,12 @@ def test_each_shard_starts_on_its_true_line_number(shards: int, reference_conten
 
 
 def test_one_shard_is_the_whole_data_from_line_2() -> None:
-    assert reference_shards(1) == [ShardBounds(len(REFERENCE_HEADER), None, 2)]
+    assert reference_shards(1) == [ShardBounds(len(HEADER_LINE), None, 2)]
 
 
 def test_a_file_with_only_a_header_is_one_empty_shard(tmp_path: Path) -> None:
-    location = write_file(tmp_path, REFERENCE_HEADER)
-    assert shard_bounds(location, len(REFERENCE_HEADER), 4) == [
-        ShardBounds(len(REFERENCE_HEADER), None, 2)
-    ]
+    location = write_file(tmp_path, HEADER_LINE)
+    assert shard_bounds(location, len(HEADER_LINE), 4) == [ShardBounds(len(HEADER_LINE), None, 2)]
 
 
 @pytest.fixture(scope="module")
@@ -329,14 +323,14 @@ def shard_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_shards_of_any_file_are_contiguous_line_ranges_with_true_line_numbers(
     shard_folder: Path, body: bytes, shards: int
 ) -> None:
-    content = REFERENCE_HEADER + body
+    content = HEADER_LINE + body
     location = write_file(shard_folder, content)
     starts = set(line_starts(content))
 
-    bounds = shard_bounds(location, len(REFERENCE_HEADER), shards)
+    bounds = shard_bounds(location, len(HEADER_LINE), shards)
 
     assert 1 <= len(bounds) <= shards
-    assert bounds[0].start_offset == len(REFERENCE_HEADER)
+    assert bounds[0].start_offset == len(HEADER_LINE)
     assert bounds[-1].end_offset is None
     for shard, following in pairwise(bounds):
         assert shard.end_offset == following.start_offset
@@ -351,16 +345,16 @@ def test_shards_of_any_file_are_contiguous_line_ranges_with_true_line_numbers(
 
 def test_read_header_finds_the_reference_layout() -> None:
     header = read_header(str(REFERENCE_CSV))
-    assert header.layout == ColumnLayout.from_header_line(REFERENCE_HEADER)
+    assert header.layout == ColumnLayout.from_header_line(HEADER_LINE)
 
 
 def test_read_header_puts_data_after_the_header_line() -> None:
-    assert read_header(str(REFERENCE_CSV)).data_start == len(REFERENCE_HEADER)
+    assert read_header(str(REFERENCE_CSV)).data_start == len(HEADER_LINE)
 
 
 def test_read_header_counts_a_byte_order_mark_into_the_header(tmp_path: Path) -> None:
-    location = write_file(tmp_path, b"\xef\xbb\xbf" + REFERENCE_HEADER + b'"row"\n')
-    assert read_header(location).data_start == 3 + len(REFERENCE_HEADER)
+    location = write_file(tmp_path, b"\xef\xbb\xbf" + HEADER_LINE + b'"row"\n')
+    assert read_header(location).data_start == 3 + len(HEADER_LINE)
 
 
 def test_read_header_on_a_missing_file_raises_source_error(tmp_path: Path) -> None:
@@ -371,7 +365,7 @@ def test_read_header_on_a_missing_file_raises_source_error(tmp_path: Path) -> No
 def test_read_header_on_a_wrong_header_raises_source_error_naming_missing_columns(
     tmp_path: Path,
 ) -> None:
-    wrong = REFERENCE_HEADER.replace(b"timestamp", b"time").replace(b"uuid", b"id")
+    wrong = HEADER_LINE.replace(b"timestamp", b"time").replace(b"uuid", b"id")
     location = write_file(tmp_path, wrong + b'"row"\n')
     with pytest.raises(SourceError, match=r"lacks the column\(s\) timestamp, uuid;"):
         read_header(location)

@@ -26,7 +26,7 @@ from ingest.remote_write import (
     decode,
 )
 from ingest.remote_write_pb2 import WriteRequest
-from tests.conftest import REPO
+from tests.support.reference import REPO
 
 LIMIT = 1 << 20
 NOW_MS = 1_752_846_154_000  # 2025-07-18T13:42:34Z

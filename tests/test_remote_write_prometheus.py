@@ -24,11 +24,11 @@ import pytest
 from pytest_django.live_server_helper import LiveServer
 
 from api.models import ApiToken
-from tests.conftest import wait_for
-from tests.fault_servers import free_port
-from tests.write_views import received
+from tests.support.fault_servers import free_port
+from tests.support.workers import wait_for
+from tests.support.write_views import received
 
-pytestmark = [pytest.mark.integration, pytest.mark.urls("tests.write_views")]
+pytestmark = [pytest.mark.integration, pytest.mark.urls("tests.support.write_views")]
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 METRICS = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_UTIL")

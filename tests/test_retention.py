@@ -16,11 +16,11 @@ from django.db.models import Max, Min
 from django.test import Client
 from pytest_django.fixtures import Settings
 
+from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from ingest import partitions
-from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from ingest.models import Gpu, Metric, Sample, Tally
 from ingest.tasks import maintain_partitions
-from tests.api_data import load_csv
+from tests.support.api_data import load_csv
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -22,8 +22,8 @@ from django.db.models import Count, Min
 from ingest import retention
 from ingest.models import Gpu, Sample, Tally
 from ingest.tasks import maintain_partitions
-from tests.api_data import load_csv
-from tests.conftest import run_on_embedded_database
+from tests.support.api_data import load_csv
+from tests.support.embedded import run_on_embedded_database
 from tests.test_retention import write_days
 
 DAYS = 10

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
+
 from telemetry_project import dev_env
-from tests.conftest import REPO, wait_for
-from tests.embedded import answers, bare_environment, free_port, query, stats
+from tests.support.embedded import answers, bare_environment, free_port, query, stats
+from tests.support.reference import REPO
+from tests.support.workers import wait_for
 
 PASSWORD = "c0rrect-Horse-battery-staple"  # noqa: S105  (a throwaway test login)
 

@@ -22,8 +22,8 @@ from pytest_django.fixtures import Settings
 
 from api import urls as api_urls
 from api.models import ApiToken
+from tests.support.reference import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 STRONG_KEY = secrets.token_urlsafe(48)  # 64 characters
 UNSET = "<unset>"  # production_env drops a variable given this value
 ON = "1"

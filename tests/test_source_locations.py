@@ -37,11 +37,12 @@ from ingest.models import (
     StreamCursor,
     StreamSource,
 )
-from ingest.queues import COLLECT_QUEUE
 from ingest.reader import SourceError, open_at, read_header
 from ingest.streamer import stream_tick
 from telemetry_project.celery import app
-from tests.conftest import REPO, WorkerFactory, wait_for
+from telemetry_project.routing import COLLECT_QUEUE
+from tests.support.reference import REPO
+from tests.support.workers import WorkerFactory, wait_for
 
 HEADER = b"timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,value\n"
 # A marker in the files outside the allowed directory: it must never reach the database.

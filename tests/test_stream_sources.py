@@ -15,10 +15,11 @@ from django.core.management import call_command
 from django.db.models import Max, Min, Sum
 
 from ingest.models import IngestedChunk, RejectedRow, Sample, StreamSource
-from ingest.queues import COLLECT_QUEUE
 from telemetry_project.celery import app
-from tests.conftest import REFERENCE_CSV, WorkerFactory, wait_for
-from tests.pipeline_helpers import duplicate_samples, sample_count
+from telemetry_project.routing import COLLECT_QUEUE
+from tests.support.pipeline import duplicate_samples, sample_count
+from tests.support.reference import REFERENCE_CSV
+from tests.support.workers import WorkerFactory, wait_for
 
 pytestmark = pytest.mark.integration
 

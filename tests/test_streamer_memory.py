@@ -8,8 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import WorkerFactory
-from tests.pipeline_helpers import finish_import, generate_csv, sample_count, start_import
+from tests.support.pipeline import finish_import, generate_csv, sample_count, start_import
+from tests.support.workers import WorkerFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,8 +17,9 @@ from kombu import Connection, Exchange, Queue
 from ingest.models import DeadLetter, Sample
 from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
 from telemetry_project.celery import app
-from tests.conftest import REFERENCE_CSV, WorkerFactory, wait_for
-from tests.embedded import embedded_environment, manage, query
+from tests.support.embedded import embedded_environment, manage, query
+from tests.support.reference import REFERENCE_CSV
+from tests.support.workers import WorkerFactory, wait_for
 from tests.test_collector import make_chunk
 
 pytestmark = pytest.mark.integration

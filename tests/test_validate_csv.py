@@ -11,11 +11,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from bench.dcgm_generator import CSV_HEADER
 from ingest import rejections
-from ingest.dcgm_generator import CSV_HEADER
 from ingest.models import Gpu, Metric, RejectedRow, Sample, StreamSource
 from ingest.rejections import reason_group
-from tests.conftest import REFERENCE_CSV
+from tests.support.reference import REFERENCE_CSV
 
 HEADER = CSV_HEADER + "\n"
 

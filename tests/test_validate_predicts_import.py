@@ -20,8 +20,9 @@ from pytest_django.fixtures import Settings
 
 from ingest.models import RejectedRow
 from ingest.rejections import ReasonTally
-from tests.conftest import REFERENCE_CSV, WorkerFactory
-from tests.pipeline_helpers import generate_csv
+from tests.support.pipeline import generate_csv
+from tests.support.reference import REFERENCE_CSV
+from tests.support.workers import WorkerFactory
 
 LAST_LINE = re.compile(r"committed=(\d+) rejected=(\d+) seconds=\d+\.\d{3}")
 # The lines of a reason report: a group with its count, the note on retention.

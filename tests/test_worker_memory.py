@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.reference import REPO
 
 PROBE = """
 import ctypes, sys

@@ -24,7 +24,7 @@ from django.db import transaction
 from ingest import partitions
 from ingest.models import Sample
 from ingest.writer import SampleBatch, write_samples
-from tests.conftest import run_on_embedded_database
+from tests.support.embedded import run_on_embedded_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,8 @@ chunk is committed by ``ingest.collector.collect``: the API then reads rows that
 parsing, validation, the dimension tables, the partitions, the GPU counters and the tallies.
 
 ``collect`` runs DDL (partitions) and its own transactions, so the data is loaded outside
-pytest-django's per-test transaction by module-scoped fixtures, and TRUNCATEd afterwards.
+pytest-django's per-test transaction by the module-scoped fixtures ``reference_data`` and
+``generated_data`` (``tests/conftest.py``), and TRUNCATEd afterwards.
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from django.db import connection
 from pytest_django import DjangoDbBlocker
 
+from bench.dcgm_generator import GeneratorSpec
+from bench.direct_load import collect_file
 from ingest import dimensions
 from ingest.apps import ingest_tables
-from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
-from ingest.direct_load import collect_file
 
-REFERENCE_CSV = Path(__file__).resolve().parent.parent / "data" / "dcgm_metrics_sample.csv"
-# Taken from the reference export's first row (also the example in the OpenAPI schema).
-REFERENCE_UUID = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
 LINES_PER_CHUNK = 5000
 
 
@@ -64,6 +61,21 @@ def truncate_ingest_tables() -> None:
     dimensions.forget()
 
 
+def loaded_while_in_use(blocker: DjangoDbBlocker, path: Path) -> Iterator[Loaded]:
+    """Load ``path`` into empty tables and ANALYZE them; empty them again once done with.
+
+    The body of a module-scoped fixture: it runs outside any test's transaction, so it asks
+    pytest-django's blocker for the database.
+    """
+    with blocker.unblock():
+        truncate_ingest_tables()
+        loaded = load_csv(path)
+        analyze_ingest_tables()
+    yield loaded
+    with blocker.unblock():
+        truncate_ingest_tables()
+
+
 def analyze_ingest_tables() -> None:
     """Fresh planner statistics, as autovacuum would gather them on a live system."""
     with connection.cursor() as cursor:
@@ -71,39 +83,8 @@ def analyze_ingest_tables() -> None:
             cursor.execute(f"ANALYZE {table}")
 
 
-@pytest.fixture(scope="module")
-def reference_data(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[Loaded]:
-    """The reference export (2,470 rows, 247 GPUs, 31 hosts), committed for the module."""
-    with django_db_blocker.unblock():
-        truncate_ingest_tables()
-        loaded = load_csv(REFERENCE_CSV)
-        analyze_ingest_tables()
-    yield loaded
-    with django_db_blocker.unblock():
-        truncate_ingest_tables()
-
-
 # 248 GPUs x 10 metrics x 121 timesteps 24 min apart: 300,080 rows over 48 h (three partitions),
 # so one GPU's samples are 0.4 % of the table and a sequential scan would be a real cost.
 PLANNER_SPEC = GeneratorSpec(
     hosts=31, gpus_per_host=8, metrics=10, timesteps=121, interval_seconds=1440, seed=7
 )
-
-
-@pytest.fixture(scope="module")
-def generated_data(
-    django_db_setup: None,
-    django_db_blocker: DjangoDbBlocker,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Loaded]:
-    """A generated export of about 300k rows, committed and ANALYZEd for the module."""
-    path = tmp_path_factory.mktemp("planner") / "generated.csv"
-    with path.open("wb") as out:
-        write_dcgm_csv(out, PLANNER_SPEC)
-    with django_db_blocker.unblock():
-        truncate_ingest_tables()
-        loaded = load_csv(path)
-        analyze_ingest_tables()
-    yield loaded
-    with django_db_blocker.unblock():
-        truncate_ingest_tables()

@@ -1,6 +1,6 @@
 """The environment the test suite runs in, set before Django reads its settings.
 
-Loaded as a pytest plugin (``-p tests.environment`` in pyproject.toml), which pytest imports
+Loaded as a pytest plugin (``-p tests.support.environment`` in pyproject.toml), which pytest imports
 before pytest-django configures Django. Every value is a default: CI or a developer may point
 the suite elsewhere with the same variables. The Redis database number keeps tests away
 from a pipeline a developer runs on database 0.
@@ -8,9 +8,8 @@ from a pipeline a developer runs on database 0.
 
 import os
 import tempfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.reference import REPO
 
 TEST_ENVIRONMENT = {
     "DJANGO_SECRET_KEY": "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",

@@ -12,10 +12,11 @@ from pathlib import Path
 import redis
 from django.db import connection
 
-from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
+from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from ingest.models import IngestedChunk, Sample
-from ingest.queues import COLLECT_QUEUE
-from tests.conftest import REPO, Worker, WorkerFactory, wait_for
+from telemetry_project.routing import COLLECT_QUEUE
+from tests.support.reference import REPO
+from tests.support.workers import Worker, WorkerFactory, wait_for
 
 # Celery's worker log line for each step of a task: received, succeeded, retry, raised...
 TASK_EVENT = re.compile(r"Task [\w.]+\[[\w-]+\] (\w+)")

@@ -2,7 +2,8 @@
 
 They authenticate, authorise and read bodies exactly as the push endpoints do, then answer
 with what they read instead of storing it. Tests select it with
-``@pytest.mark.urls("tests.write_views")``; the live server of the Prometheus test serves it.
+``@pytest.mark.urls("tests.support.write_views")``; the live server of the Prometheus test
+serves it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Helpers for tests of the embedded default: SQLite and the filesystem transport in a tmp
-var directory, the project's commands run as their own processes."""
+var directory, the project's commands and scripts run as their own processes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import REPO, SERVICE_VARIABLES
+from tests.support.reference import REPO
 
+# Settings that would point a child process at PostgreSQL rather than the embedded SQLite.
+SERVICE_VARIABLES = ("DATABASE_URL", "DATABASE_URL_FILE", "DB_HOST")
 BROKER_VARIABLES = ("REDIS_URL", "REDIS_URL_FILE", "CELERY_BROKER_URL", "CELERY_BROKER_URL_FILE")
 
 
@@ -84,3 +86,20 @@ def query(var_dir: Path, sql: str) -> list[tuple[object, ...]]:
     """Rows from the embedded SQLite database, read beside the running processes."""
     with sqlite3.connect(var_dir / "telemetry.sqlite3", timeout=30) as database:
         return list(database.execute(sql))
+
+
+def run_on_embedded_database(script: str, var_dir: Path, *args: str) -> str:
+    """Run ``script`` (after ``django.setup()``) in a child process on the embedded settings:
+    SQLite under ``var_dir``. Settings, and so the database, are read once per process.
+
+    Returns the last line the script printed; fails the test if it exits non-zero.
+    """
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(DJANGO_SETTINGS_MODULE="telemetry_project.settings", TELEMETRY_VAR_DIR=str(var_dir))
+    code = f"import django\ndjango.setup()\n{script}"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1]

@@ -1,0 +1,65 @@
+"""The boundaries between packages hold, and lint-imports fails when one is crossed.
+
+The contracts live in pyproject.toml and ``make lint`` runs them. Each case below copies the
+packages to a scratch folder, adds one import that crosses a boundary, and runs the real
+``lint-imports`` there: it must fail and name the contract broken (an import that reaches
+further, as one of the routing names' would, may break others with it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.reference import REPO
+
+PACKAGES = ("telemetry_project", "ingest", "api", "bench", "tests")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo"],
+        cwd=root, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_the_project_keeps_every_import_contract() -> None:
+    result = lint_imports(REPO)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "crossing", "contract"),
+    [
+        ("ingest/streamer.py", "import bench.dcgm_generator", "never imports the tools"),
+        ("api/views.py", "import bench.sample_database", "never imports the tools"),
+        ("ingest/collector.py", "import api.views", "ingest never imports the API"),
+        ("ingest/models.py", "import ingest.tasks", "Models never import tasks"),
+        ("telemetry_project/settings.py", "import ingest.models", "Settings import no app code"),
+        ("telemetry_project/routing.py", "import ingest.queues", "routing names import nothing"),
+        ("tests/test_reader.py", "import tests.conftest", "No test module imports from conftest"),
+    ],
+)
+def test_an_import_across_a_boundary_fails_lint_imports(
+    tmp_path: Path, module: str, crossing: str, contract: str
+) -> None:
+    for package in PACKAGES:
+        shutil.copytree(
+            REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    with (tmp_path / module).open("a") as source:
+        source.write(f"\n{crossing}  # noqa\n")
+
+    result = lint_imports(tmp_path)
+
+    assert result.returncode == 1, result.stdout
+    broken = [line for line in result.stdout.splitlines() if line.endswith(" BROKEN")]
+    assert any(contract in line for line in broken), result.stdout
