@@ -21,9 +21,8 @@ from rest_framework.views import APIView
 from api.params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, flat_errors, reject_empty
 
 # Offsets up to this many rows are skipped by the database as it reads them: no more rows
-# than the largest page. Deeper pages are first located by their timestamp (see ``seek``).
-# On 10M samples the two cost about the same at offsets of 500 to 1,000; at 25,000 the seek
-# answers in a tenth of the time.
+# than the largest page. Deeper pages are first located by their timestamp (see ``seek``),
+# which is far cheaper at depth (docs/measurements.md, "Deep telemetry pages").
 SEEK_AFTER_ROWS: Final = MAX_PAGE_SIZE
 # Timestamps read just before a deep page's first one, to count the rows that share it; a
 # longer run of equal timestamps costs one more (index-only) count.

@@ -68,9 +68,9 @@ class UsageSampler(threading.Thread):
         self.sample()
 
     def sample(self) -> None:
-        # Finding the services walks every process (~13 ms): every 0.1 s that would take a
-        # tenth of a core from the pipeline being measured. Backends live as long as their
-        # worker's connection, so looking again now and then finds them all.
+        # Finding the services walks every process: every 0.1 s that would take a share of
+        # a core from the pipeline being measured. Backends live as long as their worker's
+        # connection, so looking again now and then finds them all.
         if time.monotonic() - self.services_found_at >= SERVICE_SCAN_SECONDS:
             self.services = service_processes(self.database_name)
             self.services_found_at = time.monotonic()

@@ -3,7 +3,8 @@
 The ledger row is inserted first inside the transaction: a second delivery of the same chunk
 blocks on its primary key until the first commits, then inserts nothing and writes nothing.
 So a collector may be killed at any moment, or a chunk delivered any number of times, and
-each row is still committed exactly once.
+each row is still committed exactly once. docs/design.md, "The ledger" and "Attempts and
+dead letters".
 
 A chunk holds CSV lines or one exposition page (``Chunk.format``); both parse into the same
 columns and commit the same way. A page the parser refuses as a whole is dead-lettered.

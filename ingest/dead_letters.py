@@ -1,4 +1,7 @@
-"""Replaying dead letters: a message that was set aside goes back to the collectors."""
+"""Replaying dead letters: a message that was set aside goes back to the collectors.
+
+docs/design.md, "Attempts and dead letters".
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Samples are the one table that grows to billions of rows, so a sample row holds 
 integer references, a time and a value; everything that repeats (GPU identity and labels,
 metric names, workload attribution) lives in its own small table. Sample references carry
 no database foreign-key constraints: they halve COPY speed, and the collector guarantees
-integrity by creating every referenced row before the samples.
+integrity by creating every referenced row before the samples. docs/design.md, "Data model".
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ EXCLUSIVE lock on the parent, so collectors keep inserting while a partition is 
 ``CREATE TABLE ... PARTITION OF`` would wait for (and then block) every open insert.
 Expired partitions are removed with ``DETACH ... CONCURRENTLY`` and a DROP of the detached
 table. On other databases the table is not partitioned and these functions do nothing.
+docs/design.md, "Partitions and retention".
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
 def pooled_connection() -> Iterator[Connection]:
     """A broker connection from the app's pool, for work done often: /stats asks for the
     queue depth on every request and a streamer publishes every tick, and a fresh TCP
-    connection costs more than either (a fifth of a streamer's time)."""
+    connection costs more than either (docs/measurements.md, "Pooled broker connections")."""
     # celery-types calls app.pool a ProducerPool; Celery's app.pool hands out Connections.
     pool: Any = app.pool
     with pool.acquire(block=True) as connection:

@@ -5,7 +5,7 @@ of streamers are safe), the tick confirms chunks the ledger now holds, picks sta
 publish again, records the new chunks as outstanding and advances the cursor. Publishing
 happens after that commit and never under the lock. A streamer killed at any point between
 leaves outstanding chunks that a later tick publishes again with the same id and stamp, and
-the ledger makes any copy harmless.
+the ledger makes any copy harmless. docs/design.md, "The two-phase cursor".
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 Streamers and collectors allocate and free buffers of megabytes for every chunk: the raw
 lines, their compressed form, the COPY text. glibc's malloc raises its mmap threshold to the
 size of each such buffer it frees, after which buffers of that size come from the heap,
-where the small objects allocated among them keep the freed space from being returned: a
-streamer reading 1,000,000 rows peaked about 30 MiB higher that way once chunks were
-compressed with Zstandard. Setting the threshold once (which also stops the adjustment)
-keeps every buffer from 128 KiB up in a mapping of its own, unmapped when freed.
+where the small objects allocated among them keep the freed space from being returned
+(docs/measurements.md, "Freed buffers in workers"). Setting the threshold once (which also
+stops the adjustment) keeps every buffer from 128 KiB up in a mapping of its own, unmapped
+when freed.
 """
 
 from __future__ import annotations

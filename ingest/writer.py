@@ -1,7 +1,8 @@
 """The one place that writes samples: COPY on PostgreSQL, ``bulk_create`` elsewhere.
 
-The ORM spends about 84 us of Python per row here; COPY through the connection Django already
-holds (so it joins the caller's transaction with the ledger and counters) costs a few. The
+The ORM spends tens of times more Python per row than COPY through the connection Django
+already holds, which also joins the caller's transaction with the ledger and counters
+(docs/measurements.md, "COPY instead of the ORM"). The
 COPY text is built from the batch's short lists of distinct GPUs, metrics and times, so each
 row costs one string join and the repr of its value.
 """

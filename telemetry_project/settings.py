@@ -214,7 +214,7 @@ if BROKER_IS_FILESYSTEM:
         (BROKER_FOLDER / folder).mkdir(parents=True, exist_ok=True)
     # The filesystem transport hands a message to exactly one consumer by renaming its file;
     # it has no visibility timeout, so exactly-once rests on the ledger and the streamer's
-    # re-publishing of unconfirmed chunks (README, "Delivery guarantees").
+    # re-publishing of unconfirmed chunks (docs/design.md, "Run modes").
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
         "data_folder_in": str(BROKER_FOLDER / "queue"),
         "data_folder_out": str(BROKER_FOLDER / "queue"),
@@ -239,7 +239,7 @@ CELERY_BROKER_TRANSPORT = (
 )
 CELERY_WORKER_CONSUMER = "ingest.undecodable:DeadLetteringConsumer"
 
-# Delivery settings: see DESIGN.md "Delivery semantics". A task is acked only after it has
+# Delivery settings: docs/design.md, "Delivery protocol". A task is acked only after it has
 # committed (or dead-lettered) its chunk; a killed worker's message is redelivered.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -1,4 +1,5 @@
-"""The committed migrations describe the models, and build the tables DESIGN.md asks for."""
+"""The committed migrations describe the models and build the tables docs/design.md describes
+("Data model")."""
 
 from __future__ import annotations
 

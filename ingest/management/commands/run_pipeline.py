@@ -34,7 +34,7 @@ STABLE_AFTER_SECONDS = 60.0
 def role_commands(host: str, port: int) -> dict[str, list[str]]:
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "telemetry_project"]
-    # Solo pool: no parent process relaying every message to a child (a third of the CPU).
+    # Solo pool: no parent process relaying every message to a child (docs/measurements.md).
     # Mingle, gossip and heartbeats need broadcast, which the filesystem transport lacks.
     worker = [*celery, "worker", "--pool=solo", "--loglevel=INFO"]
     worker += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
