@@ -7,19 +7,35 @@ around that, from checking the database name to the exit status, is here.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Final
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from bench.sample_database import FLEET, SampleDatabase, connected_to
+from bench.sample_database import (
+    FLEET,
+    SampleDatabase,
+    connected_to,
+    database_url,
+    without_password,
+)
 
 Measure = Callable[[SampleDatabase], tuple[str, list[str]]]
 # The project's own and the test suite's databases are never a measurement's to fill or drop.
 FORBIDDEN_DATABASES: Final = re.compile(r"^(telemetry|test.*|postgres|template\d)$")
 DATABASE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+FLAGS: Final = {
+    "keep": "Keep the database afterwards; the next run reuses its samples.",
+    "reload": "Empty the sample table and load it again.",
+    "vacuum": "VACUUM (ANALYZE) instead of ANALYZE, as autovacuum would have done.",
+}
 
 
 @dataclass(frozen=True)
@@ -44,43 +60,23 @@ class MeasurementCommand(BaseCommand):
     measurement: ClassVar[Measurement]
 
     def add_arguments(self, parser: CommandParser) -> None:
-        defaults = self.measurement
-        parser.add_argument(
-            "--rows",
-            type=int,
-            default=defaults.rows,
-            help=f"Fewest samples (default {defaults.rows:,}).",
-        )
+        measurement = self.measurement
+        numbers = {
+            "rows": (measurement.rows, "Fewest samples"),
+            "interval": (FLEET.interval_seconds, "Seconds between generated timesteps"),
+            "requests": (measurement.requests, "Timed requests per endpoint"),
+        }
+        for name, (default, text) in numbers.items():
+            parser.add_argument(
+                f"--{name}", type=int, default=default, help=f"{text} ({default:,})."
+            )
         parser.add_argument(
             "--database-name",
-            default=defaults.database,
-            help=f"The PostgreSQL database to work in (default {defaults.database}).",
+            default=measurement.database,
+            help=f"The PostgreSQL database to work in ({measurement.database}).",
         )
-        parser.add_argument(
-            "--keep",
-            action="store_true",
-            help="Keep the database afterwards; the next run reuses its samples.",
-        )
-        parser.add_argument(
-            "--reload", action="store_true", help="Empty the sample table and load it again."
-        )
-        parser.add_argument(
-            "--vacuum",
-            action="store_true",
-            help="VACUUM (ANALYZE) instead of ANALYZE, as autovacuum would have done.",
-        )
-        parser.add_argument(
-            "--interval",
-            type=int,
-            default=FLEET.interval_seconds,
-            help=f"Seconds between generated timesteps (default {FLEET.interval_seconds}).",
-        )
-        parser.add_argument(
-            "--requests",
-            type=int,
-            default=defaults.requests,
-            help=f"Timed requests per endpoint (default {defaults.requests}).",
-        )
+        for name, text in FLAGS.items():
+            parser.add_argument(f"--{name}", action="store_true", help=text)
 
     def handle(self, *args: Any, **options: Any) -> None:
         # This module's command, whatever name it was started by.
@@ -101,10 +97,10 @@ def run_measurement(
         raise CommandError(f"refusing to work in the database {name!r}: choose another name")
     if options["rows"] < 1 or options["requests"] < 1 or options["interval"] < 1:
         raise CommandError("--rows, --requests and --interval must be at least 1")
-    database = SampleDatabase(options, stdout)
     if not connected_to(name):
-        database.run_in_child(command)
+        _run_in_child(command, options, stdout)
         return
+    database = SampleDatabase(options, stdout)
     database.create()
     try:
         summary, problems = measure(database)
@@ -119,3 +115,27 @@ def run_measurement(
     database.say(summary)
     if problems:
         raise SystemExit(1)
+
+
+def _run_in_child(command: str, options: dict[str, Any], stdout: OutputWrapper) -> None:
+    """Run ``command`` again in a child whose default database is the one it names.
+
+    Settings are read once per process, so pointing Django at another database means a
+    new process; everything it prints goes straight to this one's output.
+    """
+    url = database_url(options["database_name"])
+    stdout.write(f"running in a subprocess with DATABASE_URL={without_password(url)}")
+    stdout.flush()
+    env = {**os.environ, "DATABASE_URL": url}
+    env.pop("DATABASE_URL_FILE", None)
+    arguments = [
+        sys.executable,
+        str(Path(settings.BASE_DIR) / "manage.py"),
+        command,
+        *(f"--{name}={options[name]}" for name in ("rows", "interval", "requests")),
+        f"--database-name={options['database_name']}",
+        *(f"--{flag}" for flag in FLAGS if options[flag]),
+    ]
+    status = subprocess.call(arguments, env=env)  # noqa: S603  (this very command, re-run)
+    if status:
+        raise SystemExit(status)  # the child has said why; its summary stays the last line

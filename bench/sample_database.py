@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -80,31 +77,6 @@ class SampleDatabase:
         self.stdout.flush()
 
     # --- the database ---------------------------------------------------------------------
-
-    def run_in_child(self, command: str) -> None:
-        """Run ``command`` again in a child whose default database is this one.
-
-        Settings are read once per process, so pointing Django at another database means a
-        new process; everything it prints goes straight to this one's output.
-        """
-        options = self.options
-        url = _database_url(self.name)
-        self.say(f"running in a subprocess with DATABASE_URL={without_password(url)}")
-        env = {**os.environ, "DATABASE_URL": url}
-        env.pop("DATABASE_URL_FILE", None)
-        arguments = [
-            sys.executable,
-            str(Path(settings.BASE_DIR) / "manage.py"),
-            command,
-            f"--rows={options['rows']}",
-            f"--database-name={self.name}",
-            f"--interval={options['interval']}",
-            f"--requests={options['requests']}",
-            *(f"--{flag}" for flag in ("keep", "reload", "vacuum") if options[flag]),
-        ]
-        status = subprocess.call(arguments, env=env)  # noqa: S603  (this very command, re-run)
-        if status:
-            raise SystemExit(status)  # the child has said why; its summary stays the last line
 
     def create(self) -> None:
         # _nodb_cursor is how Django's own test-database creation reaches the server.
@@ -267,7 +239,7 @@ def connected_to(name: str) -> bool:
     return bool(database["ENGINE"] == "django.db.backends.postgresql" and database["NAME"] == name)
 
 
-def _database_url(name: str) -> str:
+def database_url(name: str) -> str:
     """A URL for ``name`` on the server of the current settings, or on the local default."""
     database = settings.DATABASES["default"]
     if database["ENGINE"] != "django.db.backends.postgresql":

@@ -10,6 +10,7 @@ the ledger makes any copy harmless. docs/design.md, "The two-phase cursor".
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu import Connection
 
-from ingest import faults, sources
+from ingest import faults, reader, sources
 from ingest.chunks import Chunk
 from ingest.models import (
     IngestedChunk,
@@ -31,14 +32,7 @@ from ingest.models import (
     chunk_id_for,
 )
 from ingest.queues import pooled_connection, publish_chunk, queue_depth
-from ingest.reader import (
-    SourceError,
-    open_at,
-    read_header,
-    read_line_runs,
-    read_range,
-    shard_bounds,
-)
+from ingest.reader import SourceError
 from telemetry_project.celery import app
 from telemetry_project.routing import COLLECT_QUEUE, STREAM_TASK
 
@@ -90,9 +84,9 @@ def prepare_source(source: StreamSource) -> list[StreamCursor]:
     cursors = list(source.cursors.all())
     if cursors:
         return cursors
-    header = read_header(source.location)
+    header = reader.read_header(source.location)
     shards = 1 if source.is_url else source.shards
-    bounds = shard_bounds(source.location, header.data_start, shards)
+    bounds = reader.shard_bounds(source.location, header.data_start, shards)
     with transaction.atomic():
         locked = StreamSource.objects.select_for_update().get(pk=source.pk)
         cursors = list(locked.cursors.all())
@@ -100,15 +94,14 @@ def prepare_source(source: StreamSource) -> list[StreamCursor]:
             return cursors
         StreamSource.objects.filter(pk=source.pk).update(columns=list(header.layout.names))
         source.columns = list(header.layout.names)
+        # A shard starts at its first line: its bounds are the cursor's start and position.
         return [
             StreamCursor.objects.create(
                 source=source,
                 shard=shard,
-                start_offset=bound.start_offset,
-                end_offset=bound.end_offset,
-                start_line=bound.start_line,
                 position=bound.start_offset,
                 next_line=bound.start_line,
+                **dataclasses.asdict(bound),
             )
             for shard, bound in enumerate(bounds)
         ]
@@ -228,8 +221,8 @@ def _advance(
 ) -> list[_Planned]:
     """Read up to ``budget`` chunks from the cursor, record them and move the cursor on."""
     planned: list[_Planned] = []
-    with open_at(source.location, cursor.position) as stream:
-        for run, data in read_line_runs(
+    with reader.open_at(source.location, cursor.position) as stream:
+        for run, data in reader.read_line_runs(
             stream, cursor.position, cursor.end_offset, source.batch_size, budget
         ):
             chunk = OutstandingChunk.objects.create(
@@ -268,7 +261,7 @@ def _publish(
     payload = item.payload
     if payload is None:
         chunk = item.outstanding
-        data = read_range(source.location, chunk.start_offset, chunk.end_offset)
+        data = reader.read_range(source.location, chunk.start_offset, chunk.end_offset)
         payload = _message(source, cursor, chunk, data)
     publish_chunk(payload, broker)
 

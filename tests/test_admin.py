@@ -23,7 +23,6 @@ from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
 from ingest import dead_letters
-from ingest.chunks import Chunk
 from ingest.models import (
     ChunkAttempt,
     DeadLetter,
@@ -42,6 +41,7 @@ from ingest.models import (
 from ingest.partitions import ensure_partitions
 from ingest.schedule import periodic_task_name
 from telemetry_project.routing import COLLECT_QUEUE
+from tests.support.chunks import chunk_of
 from tests.support.reference import REFERENCE_COLUMNS
 
 # A day no other test writes samples on, so its partition is this module's own.
@@ -82,17 +82,12 @@ def make_samples(
 
 
 def make_chunk_payload(source: StreamSource, start_offset: int = 100) -> dict[str, Any]:
-    chunk = Chunk(
-        chunk_id=chunk_id_for(source.pk, 0, 1, start_offset),
-        source_id=source.pk,
-        first_line=2,
-        line_count=1,
-        columns=COLUMNS,
-        stamp=NOON,
-        data=b'"2025-07-18T20:42:34Z","DCGM_FI_DEV_GPU_UTIL","0","nvidia0","GPU-1","H100",'
-        b'"node-a","","","","42",""\n',
+    line = (
+        b'"2025-07-18T20:42:34Z","DCGM_FI_DEV_GPU_UTIL","0","nvidia0","GPU-1","H100",'
+        b'"node-a","","","","42",""'
     )
-    return chunk.to_payload()
+    chunk_id = chunk_id_for(source.pk, 0, 1, start_offset)
+    return chunk_of([line], chunk_id=chunk_id, source_id=source.pk, stamp=NOON).to_payload()
 
 
 def make_dead_letter(source: StreamSource, payload: object, chunk_id: str = "") -> DeadLetter:
@@ -103,6 +98,14 @@ def make_dead_letter(source: StreamSource, payload: object, chunk_id: str = "") 
         reason="failed 5 times; last error: MemoryError",
         attempts=6,
     )
+
+
+def dead_lettered_chunk(source: StreamSource) -> DeadLetter:
+    """A chunk as the collector leaves it after too many attempts: a dead letter, and a
+    ledger row that marks it done."""
+    payload = make_chunk_payload(source, 9000)
+    IngestedChunk.objects.create(chunk_id=payload["id"], source=source, dead_lettered=True)
+    return make_dead_letter(source, payload, payload["id"])
 
 
 def rows_shown(response: Any) -> list[Any]:
@@ -498,14 +501,12 @@ def test_replay_releases_the_dead_lettered_chunk_and_sends_it_to_the_collectors_
     admin_client: Client, broker: redis.Redis
 ) -> None:
     source = StreamSource.objects.create(name="reference", location="/data/dcgm.csv")
-    payload = make_chunk_payload(source, 9000)
-    chunk_id = payload["id"]
-    IngestedChunk.objects.create(chunk_id=chunk_id, source=source, dead_lettered=True)
+    letter = dead_lettered_chunk(source)
+    chunk_id = letter.chunk_id
     committed = IngestedChunk.objects.create(
         chunk_id=chunk_id_for(source.pk, 0, 1, 100), source=source, rows_committed=58
     )
     ChunkAttempt.objects.create(chunk_id=chunk_id, attempts=6, last_error="MemoryError")
-    letter = make_dead_letter(source, payload, chunk_id)
 
     response = select_action(admin_client, DeadLetter, "replay", [letter])
 
@@ -549,10 +550,9 @@ def test_a_message_that_is_not_a_chunk_is_replayed_as_it_is(broker: redis.Redis)
 def test_a_replay_the_broker_refuses_leaves_the_dead_letter_as_it_was(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = StreamSource.objects.create(name="reference", location="/data/dcgm.csv")
-    payload = make_chunk_payload(source, 9000)
-    IngestedChunk.objects.create(chunk_id=payload["id"], source=source, dead_lettered=True)
-    letter = make_dead_letter(source, payload, payload["id"])
+    letter = dead_lettered_chunk(
+        StreamSource.objects.create(name="reference", location="/data/dcgm.csv")
+    )
 
     def broker_down(payload: dict[str, Any], connection: object) -> None:
         raise kombu.exceptions.OperationalError("Error 111 connecting to redis. Refused.")
@@ -563,4 +563,4 @@ def test_a_replay_the_broker_refuses_leaves_the_dead_letter_as_it_was(
     assert "Replayed 0 dead letters, then stopped" in " ".join(messages_of(response))
     letter.refresh_from_db()
     assert letter.replayed_at is None  # still replayable
-    assert IngestedChunk.objects.get(pk=payload["id"]).dead_lettered  # the chunk stays done
+    assert IngestedChunk.objects.get(pk=letter.chunk_id).dead_lettered  # the chunk stays done

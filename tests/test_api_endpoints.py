@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("reference_data")]
 
 API = "/api/v1"
 TELEMETRY = f"{API}/gpus/{REFERENCE_UUID}/telemetry"
+AGGREGATE = f"{TELEMETRY}/aggregate"
 
 
 def reference_rows() -> list[dict[str, str]]:
@@ -155,7 +156,7 @@ def test_aggregate_buckets_count_avg_min_max_per_metric(client: Client) -> None:
     rows = [r for r in reference_rows() if r["uuid"] == REFERENCE_UUID]
 
     body = get(
-        client, f"{TELEMETRY}/aggregate", bucket="1m",
+        client, AGGREGATE, bucket="1m",
         start_time="2025-07-18T20:00:00Z", end_time="2025-07-18T21:00:00Z",
     )  # fmt: skip
 
@@ -170,7 +171,7 @@ def test_aggregate_buckets_count_avg_min_max_per_metric(client: Client) -> None:
 
 
 def test_aggregate_without_a_range_covers_the_gpus_last_hour(client: Client) -> None:
-    body = get(client, f"{TELEMETRY}/aggregate", bucket="10s")
+    body = get(client, AGGREGATE, bucket="10s")
 
     assert body["end_time"] == "2025-07-18T20:42:37Z"
     assert body["start_time"] == "2025-07-18T19:42:37Z"
@@ -213,41 +214,31 @@ def test_metrics_and_stats_report_the_reference_totals(client: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "parameter"),
+    ("endpoint", "query", "parameter"),
     [
-        ("start_time=yesterday", "start_time"),
-        ("start_time=2025-07-18T20:42:34", "start_time"),
-        ("end_time=2025-07-18", "end_time"),
-        ("start_time=2025-07-18T21:00:00Z&end_time=2025-07-18T20:00:00Z", "start_time"),
-        ("limit=0", "limit"),
-        ("limit=1001", "limit"),
-        ("limit=ten", "limit"),
-        ("offset=-1", "offset"),
-        ("metric=DCGM_FI_NOT_A_METRIC", "metric"),
+        (TELEMETRY, "start_time=yesterday", "start_time"),
+        (TELEMETRY, "start_time=2025-07-18T20:42:34", "start_time"),
+        (TELEMETRY, "end_time=2025-07-18", "end_time"),
+        (TELEMETRY, "start_time=2025-07-18T21:00:00Z&end_time=2025-07-18T20:00:00Z", "start_time"),
+        (TELEMETRY, "limit=0", "limit"),
+        (TELEMETRY, "limit=1001", "limit"),
+        (TELEMETRY, "limit=ten", "limit"),
+        (TELEMETRY, "offset=-1", "offset"),
+        (TELEMETRY, "metric=DCGM_FI_NOT_A_METRIC", "metric"),
+        (AGGREGATE, "bucket=soon", "bucket"),
+        (AGGREGATE, "bucket=0s", "bucket"),
+        (AGGREGATE, "", "bucket"),
+        (
+            AGGREGATE,
+            "bucket=1s&start_time=2025-01-01T00:00:00Z&end_time=2025-07-01T00:00:00Z",
+            "bucket",
+        ),
     ],
 )
-def test_bad_telemetry_parameters_are_a_400_naming_the_parameter(
-    client: Client, query: str, parameter: str
+def test_bad_parameters_are_a_400_naming_the_parameter(
+    client: Client, endpoint: str, query: str, parameter: str
 ) -> None:
-    response = client.get(f"{TELEMETRY}?{query}")
-
-    assert response.status_code == 400
-    assert parameter in response.json()
-
-
-@pytest.mark.parametrize(
-    ("query", "parameter"),
-    [
-        ("bucket=soon", "bucket"),
-        ("bucket=0s", "bucket"),
-        ("", "bucket"),
-        ("bucket=1s&start_time=2025-01-01T00:00:00Z&end_time=2025-07-01T00:00:00Z", "bucket"),
-    ],
-)
-def test_bad_aggregate_parameters_are_a_400_naming_the_parameter(
-    client: Client, query: str, parameter: str
-) -> None:
-    response = client.get(f"{TELEMETRY}/aggregate?{query}")
+    response = client.get(f"{endpoint}?{query}")
 
     assert response.status_code == 400
     assert parameter in response.json()

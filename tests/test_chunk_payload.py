@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ingest import chunks
 from ingest.chunks import Chunk, PayloadError
+from tests.support.chunks import chunk_of
 from tests.support.reference import REFERENCE_COLUMNS, REFERENCE_CSV
 
 COLUMNS = REFERENCE_COLUMNS
@@ -26,14 +27,12 @@ def reference_lines() -> bytes:
 
 
 def make_chunk(**changes: Any) -> Chunk:
-    chunk = Chunk(
+    chunk = chunk_of(
+        [b'"a","b"', b'"c","d"'],
         chunk_id="source-3:000000001234",
         source_id=3,
         first_line=1234,
-        line_count=2,
-        columns=COLUMNS,
         stamp=datetime(2025, 7, 18, 20, 42, 34, 123456, tzinfo=timezone(timedelta(hours=2))),
-        data=b'"a","b"\n"c","d"\n',
     )
     return replace(chunk, **changes)
 

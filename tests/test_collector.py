@@ -14,36 +14,14 @@ from ingest.chunks import Chunk
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Sample
 from telemetry_project.celery import app
 from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
-from tests.support.reference import REFERENCE_CSV
+from tests.support.chunks import REFERENCE_LINES, chunk_of
 from tests.support.workers import WorkerFactory, wait_for
-
-LINES = REFERENCE_CSV.read_bytes().split(b"\n")
-HEADER = tuple(LINES[0].decode().split(","))
-
-
-def make_chunk(
-    body: list[bytes],
-    *,
-    chunk_id: str = "1:0:1:100",
-    stamp: datetime | None = None,
-    source_id: int = 1,
-) -> Chunk:
-    return Chunk(
-        chunk_id=chunk_id,
-        source_id=source_id,
-        first_line=2,
-        line_count=len(body),
-        columns=HEADER,
-        stamp=stamp,
-        data=b"\n".join(body) + b"\n",
-    )
-
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_chunk_commits_its_rows_and_a_second_delivery_writes_nothing() -> None:
-    payload = make_chunk(LINES[1:41]).to_payload()
+    payload = chunk_of(REFERENCE_LINES[1:41]).to_payload()
 
     first = collector.collect(payload)
     second = collector.collect(payload)
@@ -57,7 +35,7 @@ def test_a_chunk_commits_its_rows_and_a_second_delivery_writes_nothing() -> None
 def test_processing_time_stamp_replaces_every_row_timestamp() -> None:
     stamp = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
-    collector.collect(make_chunk(LINES[1:11], stamp=stamp).to_payload())
+    collector.collect(chunk_of(REFERENCE_LINES[1:11], stamp=stamp).to_payload())
 
     assert set(Sample.objects.values_list("timestamp", flat=True)) == {stamp}
 
@@ -65,8 +43,8 @@ def test_processing_time_stamp_replaces_every_row_timestamp() -> None:
 def test_a_chunk_of_only_invalid_rows_is_rejected_once_and_counted_done() -> None:
     bad = [b'"not","enough","columns"', b"garbage without quotes", b""]
 
-    result = collector.collect(make_chunk(bad).to_payload())
-    again = collector.collect(make_chunk(bad).to_payload())
+    result = collector.collect(chunk_of(bad).to_payload())
+    again = collector.collect(chunk_of(bad).to_payload())
 
     assert (result.outcome, result.rows, result.rejected) == ("committed", 0, 3)
     assert again.outcome == "duplicate"
@@ -88,7 +66,7 @@ def test_a_chunk_that_keeps_failing_is_dead_lettered_after_the_attempt_limit(
     settings: Settings,
 ) -> None:
     settings.MAX_CHUNK_ATTEMPTS = 3
-    chunk = make_chunk(LINES[1:6], chunk_id="1:0:1:999")
+    chunk = chunk_of(REFERENCE_LINES[1:6], chunk_id="1:0:1:999")
     ChunkAttempt.objects.create(chunk_id=chunk.chunk_id, attempts=3, last_error="boom")
 
     result = collector.collect(chunk.to_payload())
@@ -106,7 +84,7 @@ def test_rows_older_than_retention_are_rejected_with_that_reason(
 ) -> None:
     settings.RETENTION_DAYS = 30  # the reference export is from 2025-07-18
 
-    result = collector.collect(make_chunk(LINES[1:6]).to_payload())
+    result = collector.collect(chunk_of(REFERENCE_LINES[1:6]).to_payload())
 
     assert (result.rows, result.rejected) == (0, 5)
     reasons = set(RejectedRow.objects.values_list("reason", flat=True))
@@ -130,7 +108,7 @@ def test_an_outage_after_the_attempt_is_counted_is_given_back_by_the_next_delive
     settings: Settings,
 ) -> None:
     settings.MAX_CHUNK_ATTEMPTS = 1
-    chunk = make_chunk(LINES[1:6])
+    chunk = chunk_of(REFERENCE_LINES[1:6])
     delivery = collector.Delivery()
     counts = []
     for _ in range(3):  # each delivery counted, then met the outage
@@ -152,7 +130,7 @@ def test_a_delivery_that_never_reports_back_keeps_its_count(settings: Settings) 
     # A worker killed by the chunk (out of memory) sends no retry: its message comes back as
     # it was, owing nothing, and the count it took stands.
     settings.MAX_CHUNK_ATTEMPTS = 1
-    chunk = make_chunk(LINES[1:6])
+    chunk = chunk_of(REFERENCE_LINES[1:6])
     with pytest.raises(OperationalError):
         collector.collect(chunk.to_payload(), collector.Delivery())
 
@@ -176,10 +154,9 @@ def test_poison_and_invalid_chunks_through_a_worker_are_handled_once_without_ret
     workers: WorkerFactory, broker: redis.Redis
 ) -> None:
     worker = workers.collector()
-    app.send_task(COLLECT_TASK, args=["poison"], queue=COLLECT_QUEUE)
-    app.send_task(COLLECT_TASK, args=[make_chunk([b"x", b"y"]).to_payload()], queue=COLLECT_QUEUE)
-    app.send_task(COLLECT_TASK, args=[make_chunk(LINES[1:3], chunk_id="1:0:1:5").to_payload()],
-                  queue=COLLECT_QUEUE)  # fmt: skip
+    good = chunk_of(REFERENCE_LINES[1:3], chunk_id="1:0:1:5")
+    for payload in ("poison", chunk_of([b"x", b"y"]).to_payload(), good.to_payload()):
+        app.send_task(COLLECT_TASK, args=[payload], queue=COLLECT_QUEUE)
 
     wait_for(lambda: Sample.objects.count() == 2, 60, what="the good chunk behind them")
     assert DeadLetter.objects.count() == 1

@@ -16,6 +16,7 @@ from ingest.chunks import Chunk
 from ingest.models import ChunkAttempt, DeadLetter, Gpu, IngestedChunk, Metric, StreamSource
 from telemetry_project.celery import app
 from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
+from tests.support.chunks import REFERENCE_LINES, chunk_of
 from tests.support.pipeline import (
     duplicate_samples,
     finish_import,
@@ -52,17 +53,8 @@ def first_hundred_reference_rows(source_name: str) -> Chunk:
     source = StreamSource.objects.create(
         name=source_name, location=str(REFERENCE_CSV), scheduled=False
     )
-    lines = REFERENCE_CSV.read_bytes().split(b"\n")
-    header, body = lines[0], b"\n".join(lines[1:101]) + b"\n"
-    return Chunk(
-        chunk_id=f"{source.pk}:0:1:{len(header) + 1}",
-        source_id=source.pk,
-        first_line=2,
-        line_count=100,
-        columns=tuple(header.decode().split(",")),
-        stamp=None,
-        data=body,
-    )
+    chunk_id = f"{source.pk}:0:1:{len(REFERENCE_LINES[0]) + 1}"
+    return chunk_of(REFERENCE_LINES[1:101], chunk_id=chunk_id, source_id=source.pk)
 
 
 def test_reference_csv_streamed_once_commits_every_row_exactly_once(

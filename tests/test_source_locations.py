@@ -29,18 +29,14 @@ from pytest_django.fixtures import Settings
 
 from ingest import sources
 from ingest.models import (
-    DeadLetter,
-    IngestedChunk,
     OutstandingChunk,
-    RejectedRow,
-    Sample,
-    StreamCursor,
     StreamSource,
 )
 from ingest.reader import SourceError, open_at, read_header
 from ingest.streamer import stream_tick
 from telemetry_project.celery import app
 from telemetry_project.routing import COLLECT_QUEUE
+from tests.support.pipeline import assert_nothing_stored
 from tests.support.reference import REPO
 from tests.support.workers import WorkerFactory, wait_for
 
@@ -151,18 +147,13 @@ def hostile(request: pytest.FixtureRequest, layout: Layout) -> tuple[str, str]:
     return name, HOSTILE[name](layout)
 
 
-def assert_nothing_stored(source: StreamSource | None = None) -> None:
-    assert not StreamCursor.objects.exists()
-    assert not OutstandingChunk.objects.exists()
-    assert not IngestedChunk.objects.exists()
-    assert not Sample.objects.exists()
-    assert not RejectedRow.objects.exists()
-    assert not DeadLetter.objects.exists()
-    if source is not None:
-        source.refresh_from_db()
-        assert MARKER not in source.last_error
-        assert "root:" not in source.last_error
-        assert source.columns in ([], None)
+def assert_nothing_read(source: StreamSource) -> None:
+    """Nothing stored, and nothing of the refused file shown on the source."""
+    assert_nothing_stored()
+    source.refresh_from_db()
+    assert MARKER not in source.last_error
+    assert "root:" not in source.last_error
+    assert source.columns in ([], None)
 
 
 # --- Registration ---------------------------------------------------------------------------
@@ -313,7 +304,7 @@ def test_the_streamer_refuses_each_hostile_location_at_read_time_and_stores_noth
     source.refresh_from_db()
     assert EXPECTED_MESSAGE[name] in source.last_error
     assert source.last_error_at is not None
-    assert_nothing_stored(source)
+    assert_nothing_read(source)
 
 
 def test_the_reader_refuses_a_hostile_location_itself(hostile: tuple[str, str]) -> None:
@@ -364,7 +355,7 @@ def test_a_real_streamer_refuses_a_symlink_swapped_in_after_registration(
     )
     source.refresh_from_db()
     assert "outside the directories sources may read" in source.last_error
-    assert_nothing_stored(source)
+    assert_nothing_read(source)
 
 
 # --- URLs: size cap, timeouts, redirects ----------------------------------------------------

@@ -18,9 +18,9 @@ from pytest_django.fixtures import Settings
 
 from ingest import partitions, tasks
 from ingest.bounds import bounded_database_work
-from ingest.chunks import Chunk
 from ingest.models import StreamSource
-from tests.support.reference import REFERENCE_COLUMNS, REFERENCE_CSV
+from tests.support.chunks import REFERENCE_LINES, chunk_of
+from tests.support.reference import REFERENCE_CSV
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,15 +63,7 @@ def _short_bound(settings: Settings) -> None:
 
 
 def test_a_collect_task_waiting_on_a_ledger_row_gives_up_at_the_bound() -> None:
-    chunk = Chunk(
-        chunk_id="1:0:1:0",
-        source_id=1,
-        first_line=2,
-        line_count=1,
-        columns=REFERENCE_COLUMNS,
-        stamp=None,
-        data=REFERENCE_CSV.read_bytes().split(b"\n")[1] + b"\n",
-    )
+    chunk = chunk_of(REFERENCE_LINES[1:2], chunk_id="1:0:1:0")
     # Another delivery of the same chunk, mid-commit: its ledger row is not committed yet.
     claim = (
         "INSERT INTO ingest_ingestedchunk (chunk_id, source_id, committed_at, rows_committed, "

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.utils.text import Truncator
 
 from ingest import dead_letters
-from ingest.admin.base import MAX_ID, ReadOnlyAdmin, count, tell
+from ingest.admin.base import MAX_ID, ReadOnlyAdmin, TypedModelAdmin, count, tell
 from ingest.admin.paging import LargeTableAdmin
 from ingest.models import (
     ChunkAttempt,
@@ -31,7 +31,7 @@ from ingest.models import (
 _M = TypeVar("_M", bound=Model)
 
 
-def search_chunk_id(queryset: QuerySet[_M], term: str, *, by_source: bool = True) -> QuerySet[_M]:
+def search_chunk_id(queryset: QuerySet[_M], term: str, *, by_source: bool) -> QuerySet[_M]:
     """Rows of exactly one chunk id, matched as typed (an index can serve it; icontains not).
 
     A chunk id starts with its source id (``source:shard:pass:offset``); with ``by_source``
@@ -45,6 +45,18 @@ def search_chunk_id(queryset: QuerySet[_M], term: str, *, by_source: bool = True
     if by_source and source_id.isdecimal() and int(source_id) <= MAX_ID:
         queryset = queryset.filter(source_id=int(source_id))
     return queryset
+
+
+class ChunkIdSearch(TypedModelAdmin[_M]):
+    """The search box takes an exact chunk id (:func:`search_chunk_id`); with
+    ``search_by_source`` the source the id starts with is filtered on too."""
+
+    search_by_source = False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[_M], search_term: str
+    ) -> tuple[QuerySet[_M], bool]:
+        return search_chunk_id(queryset, search_term, by_source=self.search_by_source), False
 
 
 @admin.register(OutstandingChunk)
@@ -70,7 +82,7 @@ class OutstandingChunkAdmin(ReadOnlyAdmin[OutstandingChunk]):
 
 
 @admin.register(IngestedChunk)
-class IngestedChunkAdmin(LargeTableAdmin[IngestedChunk]):
+class IngestedChunkAdmin(ChunkIdSearch[IngestedChunk], LargeTableAdmin[IngestedChunk]):
     """The ledger. Never edited: a deleted row would let a redelivered chunk in twice."""
 
     list_display = (
@@ -82,60 +94,38 @@ class IngestedChunkAdmin(LargeTableAdmin[IngestedChunk]):
         "dead_lettered",
     )
     list_filter = ("dead_lettered", "source")
-    search_fields = ("chunk_id",)
-    search_help_text = "An exact chunk id: source:shard:pass:offset."
     ordering = ("-committed_at", "-chunk_id")
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[IngestedChunk], search_term: str
-    ) -> tuple[QuerySet[IngestedChunk], bool]:
-        return search_chunk_id(queryset, search_term, by_source=False), False
 
 
 @admin.register(ChunkAttempt)
-class ChunkAttemptAdmin(ReadOnlyAdmin[ChunkAttempt]):
+class ChunkAttemptAdmin(ChunkIdSearch[ChunkAttempt], ReadOnlyAdmin[ChunkAttempt]):
     """Deliveries counted per uncommitted chunk; one past the limit is dead-lettered."""
 
     list_display = ("chunk_id", "attempts", "short_error", "updated_at")
-    search_fields = ("chunk_id",)
-    search_help_text = "An exact chunk id: source:shard:pass:offset."
     ordering = ("-updated_at",)
 
     @admin.display(description="last error")
     def short_error(self, attempt: ChunkAttempt) -> str:
         return Truncator(attempt.last_error).chars(100)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[ChunkAttempt], search_term: str
-    ) -> tuple[QuerySet[ChunkAttempt], bool]:
-        return search_chunk_id(queryset, search_term, by_source=False), False
-
 
 @admin.register(RejectedRow)
-class RejectedRowAdmin(LargeTableAdmin[RejectedRow]):
+class RejectedRowAdmin(ChunkIdSearch[RejectedRow], LargeTableAdmin[RejectedRow]):
     """CSV lines that did not become samples. Kept, never deleted: /stats counts them."""
 
     list_display = ("created_at", "source", "line_number", "reason", "chunk_id")
     list_filter = ("source",)
     list_select_related = ("source",)
-    search_fields = ("chunk_id",)
-    search_help_text = "An exact chunk id: source:shard:pass:offset."
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[RejectedRow], search_term: str
-    ) -> tuple[QuerySet[RejectedRow], bool]:
-        return search_chunk_id(queryset, search_term), False
+    search_by_source = True  # the (source, line number) index narrows the search
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
+class DeadLetterAdmin(ChunkIdSearch[DeadLetter], ReadOnlyAdmin[DeadLetter]):
     """Messages set aside whole; the replay action sends them back to the collectors."""
 
     list_display = ("created_at", "chunk_id", "source", "short_reason", "attempts", "replayed_at")
     list_filter = (("replayed_at", admin.EmptyFieldListFilter), "source")
     list_select_related = ("source",)
-    search_fields = ("chunk_id",)
-    search_help_text = "An exact chunk id: source:shard:pass:offset."
     fields = (
         "chunk_id",
         "source",
@@ -147,11 +137,6 @@ class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
     )
     readonly_fields = fields
     actions = ("replay",)
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[DeadLetter], search_term: str
-    ) -> tuple[QuerySet[DeadLetter], bool]:
-        return search_chunk_id(queryset, search_term, by_source=False), False
 
     @admin.display(description="reason")
     def short_reason(self, letter: DeadLetter) -> str:

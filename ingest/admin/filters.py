@@ -150,37 +150,34 @@ class TimeRangeFilter(InputFilter):
     )
     field = "timestamp"
 
-    def __init__(
-        self,
-        request: HttpRequest,
-        params: dict[str, Any],
-        model: type[Model],
-        model_admin: Any,
-    ) -> None:
-        super().__init__(request, params, model, model_admin)
-        self.bounds: dict[str, tuple[datetime, bool]] = {}
+    @property
+    def note(self) -> str:
+        return f"Times without a zone are in {timezone.get_current_timezone_name()}."
+
+    def bounds(self, request: HttpRequest) -> dict[str, tuple[datetime, bool]]:
+        """The typed-in times that parse, by input name; each one that does not is reported
+        to the user and ignored."""
+        bounds: dict[str, tuple[datetime, bool]] = {}
         for name, label, _ in self.inputs:
             if name not in self.values:
                 continue
             try:
-                self.bounds[name] = _parse_moment(self.values[name])
+                bounds[name] = _parse_moment(self.values[name])
             except ValueError:
                 messages.error(
                     request,
                     f"Time range {label!r}: {self.values[name]!r} is not a date or a date "
                     "and time (YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS][+HH:MM]); it was ignored.",
                 )
-
-    @property
-    def note(self) -> str:
-        return f"Times without a zone are in {timezone.get_current_timezone_name()}."
+        return bounds
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
-        if "start" in self.bounds:
-            start, _ = self.bounds["start"]
+        bounds = self.bounds(request)
+        if "start" in bounds:
+            start, _ = bounds["start"]
             queryset = queryset.filter(**{f"{self.field}__gte": start})
-        if "end" in self.bounds:
-            end, whole_day = self.bounds["end"]
+        if "end" in bounds:
+            end, whole_day = bounds["end"]
             if whole_day:
                 queryset = queryset.filter(**{f"{self.field}__lt": end + timedelta(days=1)})
             else:

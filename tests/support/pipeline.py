@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import redis
-from django.db import connection
+from django.db.models import Count
 
 from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
-from ingest.models import IngestedChunk, Sample
+from ingest import models
 from telemetry_project.routing import COLLECT_QUEUE
 from tests.support.reference import REPO
 from tests.support.workers import Worker, WorkerFactory, wait_for
@@ -56,18 +56,33 @@ def finish_import(process: subprocess.Popen[bytes], log: Path, timeout: float = 
 
 def duplicate_samples() -> int:
     """Samples whose (gpu, metric, timestamp) occurs more than once."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COALESCE(SUM(n - 1), 0) FROM ("
-            "  SELECT COUNT(*) AS n FROM ingest_sample"
-            "  GROUP BY gpu_id, metric_id, timestamp HAVING COUNT(*) > 1"
-            ") AS repeated"
-        )
-        return int(cursor.fetchone()[0])
+    repeated = (
+        models.Sample.objects.values("gpu_id", "metric_id", "timestamp")
+        .annotate(copies=Count("id"))
+        .filter(copies__gt=1)
+        .values_list("copies", flat=True)
+    )
+    return sum(copies - 1 for copies in repeated)
+
+
+STORED_BY_THE_PIPELINE = (
+    models.StreamCursor,
+    models.OutstandingChunk,
+    models.IngestedChunk,
+    models.Sample,
+    models.RejectedRow,
+    models.DeadLetter,
+)
+
+
+def assert_nothing_stored() -> None:
+    """No cursor, outstanding chunk, ledger row, sample, rejected row or dead letter exists."""
+    for model in STORED_BY_THE_PIPELINE:
+        assert not model.objects.exists(), f"a {model.__name__} was stored"
 
 
 def sample_count() -> int:
-    return Sample.objects.count()
+    return models.Sample.objects.count()
 
 
 def task_in_hand(worker: Worker) -> bool:
@@ -95,7 +110,7 @@ def flush_the_broker_mid_import(
     workers: WorkerFactory, collector: Worker, broker: redis.Redis
 ) -> None:
     """Once some chunks are committed, destroy queued chunks and start a new collector."""
-    wait_for(lambda: IngestedChunk.objects.count() >= 5, 120, what="some chunks to commit")
+    wait_for(lambda: models.IngestedChunk.objects.count() >= 5, 120, what="some chunks to commit")
     collector.terminate()  # let messages pile up, so the flush surely destroys some
     wait_for(lambda: broker.llen(COLLECT_QUEUE) > 0, 60, what="queued chunks")
     broker.flushdb()

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, Final
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from bench.pipeline_throughput import ThroughputBenchmark, ThroughputOptions
 
-DEFAULTS = ThroughputOptions()
+# A flag per option, named after it (--batch-size for batch_size), defaulting as it does.
+HELP: Final = {
+    "rows": "rows to generate and import",
+    "streamers": "streamer workers",
+    "collectors": "collector workers",
+    "runs": "runs of the ceiling and the pipeline, whose medians are reported",
+    "batch_size": "lines per chunk, for the pipeline and the ceiling",
+    "max_outstanding": "MAX_OUTSTANDING_CHUNKS of the workers",
+    "queue_depth": "COLLECT_QUEUE_MAX_DEPTH of the workers",
+}
 
 
 class Command(BaseCommand):
@@ -20,35 +30,16 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--rows", type=int, default=DEFAULTS.rows)
-        parser.add_argument("--streamers", type=int, default=DEFAULTS.streamers)
-        parser.add_argument("--collectors", type=int, default=DEFAULTS.collectors)
-        parser.add_argument("--runs", type=int, default=DEFAULTS.runs)
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=DEFAULTS.batch_size,
-            help=f"Lines per chunk, for pipeline and ceiling (default {DEFAULTS.batch_size}).",
-        )
-        parser.add_argument(
-            "--max-outstanding",
-            type=int,
-            help="MAX_OUTSTANDING_CHUNKS for the workers (default: the project's).",
-        )
-        parser.add_argument(
-            "--queue-depth",
-            type=int,
-            help="COLLECT_QUEUE_MAX_DEPTH for the workers (default: the project's).",
-        )
+        for option in fields(ThroughputOptions):
+            default = option.default
+            shown = "the project's" if default is None else f"{default:,}"
+            parser.add_argument(
+                f"--{option.name.replace('_', '-')}",
+                type=int,
+                default=default,
+                help=f"{HELP[option.name]} (default {shown})",
+            )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        benchmark = ThroughputOptions(
-            rows=options["rows"],
-            streamers=options["streamers"],
-            collectors=options["collectors"],
-            runs=options["runs"],
-            batch_size=options["batch_size"],
-            max_outstanding=options["max_outstanding"],
-            queue_depth=options["queue_depth"],
-        )
-        ThroughputBenchmark(benchmark, self.stdout).run()
+        chosen = {option.name: options[option.name] for option in fields(ThroughputOptions)}
+        ThroughputBenchmark(ThroughputOptions(**chosen), self.stdout).run()

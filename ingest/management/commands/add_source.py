@@ -11,6 +11,18 @@ from ingest.models import StreamSource
 from ingest.sources import validate_location
 from telemetry_project.routing import DEFAULT_SITE
 
+# The source's settings that come straight from a flag of the same name.
+SOURCE_FIELDS = (
+    "batch_size",
+    "interval_seconds",
+    "loop",
+    "timestamp_mode",
+    "pace",
+    "shards",
+    "site",
+    "enabled",
+)
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -26,7 +38,14 @@ class Command(BaseCommand):
         parser.add_argument("name", help="A unique slug for the source.")
         parser.add_argument("location", help="A file path or an http(s) URL.")
         parser.add_argument("--batch-size", type=positive_int, default=1000)
-        parser.add_argument("--interval", type=positive_int, default=5, help="Seconds per tick.")
+        parser.add_argument(
+            "--interval",
+            dest="interval_seconds",
+            metavar="SECONDS",
+            type=positive_int,
+            default=5,
+            help="Seconds per tick.",
+        )
         parser.add_argument("--loop", action="store_true", help="Restart at the end of the file.")
         parser.add_argument(
             "--timestamp-mode",
@@ -38,7 +57,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--shards", type=positive_int, default=1)
         parser.add_argument("--site", default=DEFAULT_SITE)
-        parser.add_argument("--disabled", action="store_true", help="Register without a schedule.")
+        parser.add_argument(
+            "--disabled",
+            dest="enabled",
+            action="store_false",
+            help="Register without a schedule.",
+        )
         parser.add_argument(
             "--if-missing", action="store_true", help="Do nothing if the name is taken."
         )
@@ -57,16 +81,7 @@ class Command(BaseCommand):
         if options["shards"] > 1 and location.startswith(("http://", "https://")):
             raise CommandError("--shards: an http(s) source is streamed as one shard")
         source = StreamSource(
-            name=name,
-            location=location,
-            batch_size=options["batch_size"],
-            interval_seconds=options["interval"],
-            loop=options["loop"],
-            timestamp_mode=options["timestamp_mode"],
-            pace=options["pace"],
-            shards=options["shards"],
-            site=options["site"],
-            enabled=not options["disabled"],
+            name=name, location=location, **{field: options[field] for field in SOURCE_FIELDS}
         )
         try:
             source.full_clean()
