@@ -9,6 +9,8 @@ Speed comes from doing the per-row work in C: every (metric, GPU) row is rendere
 into a ``%``-template in which only the timestamp and the value vary, and each block of
 rows is a single ``join`` and ``%`` away from bytes. Memory is bounded by the fleet size,
 never by the number of rows, because rows are written block by block as they are made.
+The fleet, its simulated values and the row templates stay in this one module, long as it
+is, because each is shaped by the others: a template fixes where the simulation's values go.
 """
 
 from __future__ import annotations

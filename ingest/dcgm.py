@@ -9,6 +9,11 @@ A MIG instance is a device of its own: its rows carry the parent GPU's uuid plus
 id and profile, in the optional ``gpu_instance_id``/``gpu_instance_profile`` columns or, in a
 file without them, as ``GPU_I_ID``/``GPU_I_PROFILE`` in ``labels_raw``. A value that is a
 DCGM blank sentinel (``ingest.blanks``) is rejected with its meaning, never stored.
+
+The module is longer than the project's others on purpose: the fast path over a whole chunk
+and the line-by-line fallback feed one row builder, and the header layout, the field limits
+and every rejection reason are what that builder checks. Split apart, the rules a row must
+meet would live in several modules that have to change together.
 """
 
 from __future__ import annotations
