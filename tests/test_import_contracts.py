@@ -1,4 +1,5 @@
-"""The boundaries between packages hold, and lint-imports fails when one is crossed.
+"""The boundaries between packages hold: lint-imports fails when one is crossed, and the
+image's tree, which leaves the tools out, runs without them.
 
 The contracts live in pyproject.toml and ``make lint`` runs them. Each case below copies the
 packages to a scratch folder, adds one import that crosses a boundary, and runs the real
@@ -8,6 +9,7 @@ further, as one of the routing names' would, may break others with it).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -63,3 +65,27 @@ def test_an_import_across_a_boundary_fails_lint_imports(
     assert result.returncode == 1, result.stdout
     broken = [line for line in result.stdout.splitlines() if line.endswith(" BROKEN")]
     assert any(contract in line for line in broken), result.stdout
+
+
+def test_the_image_tree_runs_without_the_tools(tmp_path: Path) -> None:
+    # What .dockerignore lets into the image, and nothing else.
+    for rule in (REPO / ".dockerignore").read_text().splitlines():
+        if rule.startswith("!"):
+            kept = rule[1:].rstrip("/")
+            (tmp_path / kept).parent.mkdir(parents=True, exist_ok=True)
+            copy = shutil.copytree if (REPO / kept).is_dir() else shutil.copy
+            copy(REPO / kept, tmp_path / kept)
+    assert not (tmp_path / "bench").exists()
+
+    def manage(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *arguments],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "DJANGO_DEBUG": "1", "TELEMETRY_VAR_DIR": str(tmp_path / "var")},
+        )  # fmt: skip
+
+    check = manage("check")
+    assert check.returncode == 0, check.stderr
+    commands = manage("help", "--commands")
+    assert "import_csv" in commands.stdout.split()
+    assert "generate_dcgm" not in commands.stdout.split()
