@@ -16,7 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from tests.support.reference import REPO
+
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 STAND_INS = ("celery", "python", "gunicorn")
 # What a shell script needs besides the stand-ins (sh, date, sed, uname, mkdir, rm).
