@@ -6,13 +6,8 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-run_dir="${TELEMETRY_RUN_DIR:-/tmp/telemetry}"
-if [ ! -f "$run_dir/process.env" ]; then
-  echo "starting: no role recorded yet"
-  exit 1
-fi
-# shellcheck source=/dev/null  # written by docker/entrypoint.sh at start
-. "$run_dir/process.env"
+# shellcheck source=docker/process-env.sh
+. docker/process-env.sh
 
 case "$ROLE" in
   web)

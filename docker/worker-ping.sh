@@ -6,11 +6,6 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-run_dir="${TELEMETRY_RUN_DIR:-/tmp/telemetry}"
-if [ ! -f "$run_dir/process.env" ]; then
-  echo "no worker started by docker/entrypoint.sh here"
-  exit 1
-fi
-# shellcheck source=/dev/null  # written by docker/entrypoint.sh at start
-. "$run_dir/process.env"
+# shellcheck source=docker/process-env.sh
+. docker/process-env.sh
 exec celery -A telemetry_project inspect ping --timeout "${1:-10}" --destination "$NODE"

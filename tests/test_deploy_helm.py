@@ -838,13 +838,15 @@ def test_edge_renders_streamers_only_with_their_files_and_no_database() -> None:
     assert "/data/csv" in config["STREAM_SOURCE_DIRS"].split(",")
 
 
+def assert_every_role_and_both_services(manifests: list[Manifest]) -> None:
+    assert set(deployments(manifests)) == {"web", "beat", "streamer", "collector"}
+    services = {component(s) for s in of_kind(manifests, "StatefulSet").values()}
+    assert services == {"postgresql", "redis"}
+
+
 def test_central_runs_the_database_web_beat_and_elastic_collectors() -> None:
     manifests = render("values-central.yaml")
-    assert set(deployments(manifests)) == {"web", "beat", "streamer", "collector"}
-    assert {component(s) for s in of_kind(manifests, "StatefulSet").values()} == {
-        "postgresql",
-        "redis",
-    }
+    assert_every_role_and_both_services(manifests)
     services = {component(s): s for s in of_kind(manifests, "Service").values()
                 if s["spec"].get("type") == "LoadBalancer"}  # fmt: skip
     assert set(services) == {"postgresql", "redis"}  # reachable from the edges
@@ -853,11 +855,7 @@ def test_central_runs_the_database_web_beat_and_elastic_collectors() -> None:
 
 def test_all_in_one_runs_every_role_and_both_services() -> None:
     manifests = render("values-all-in-one.yaml")
-    assert set(deployments(manifests)) == {"web", "beat", "streamer", "collector"}
-    assert {component(s) for s in of_kind(manifests, "StatefulSet").values()} == {
-        "postgresql",
-        "redis",
-    }
+    assert_every_role_and_both_services(manifests)
     assert set(of_kind(manifests, "HorizontalPodAutoscaler")) == {
         "rel-telemetry-pipeline-collector"
     }

@@ -10,11 +10,13 @@ SIGTERM itself.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support.entrypoint import EntrypointRun, run_entrypoint
+from tests.support.reference import REPO
 
 CELERY_WORKER = ["celery", "-A", "telemetry_project", "worker"]
 # Always on a worker: mingle and gossip off, and the heartbeat step loaded.
@@ -183,3 +185,31 @@ def test_a_schema_never_migrated_stops_the_role_after_the_timeout(tmp_path: Path
     assert result.returncode == 1
     assert "migrations still missing (or the database unreachable) after 0s" in result.stderr
     assert {start.argv[0] for start in result.starts} == {"python"}  # celery never started
+
+
+@pytest.mark.parametrize("probe", ["healthcheck.sh", "worker-ping.sh"])
+def test_a_probe_before_the_entrypoint_recorded_a_role_fails_saying_so(
+    tmp_path: Path, probe: str
+) -> None:
+    check = subprocess.run(
+        [str(REPO / "docker" / probe)],
+        env={**os.environ, "TELEMETRY_RUN_DIR": str(tmp_path / "run")},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+    assert check.returncode == 1
+    assert "has recorded no role here yet" in check.stdout
+
+
+def test_the_health_check_reads_the_role_the_entrypoint_recorded(tmp_path: Path) -> None:
+    # Records ROLE=beat and the process id of the stand-in it exec-ed, which has exited since.
+    result = run(tmp_path, "beat")
+    check = subprocess.run(
+        [str(REPO / "docker" / "healthcheck.sh")],
+        env={**os.environ, "TELEMETRY_RUN_DIR": str(result.run_dir)},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+    # beat's check is that its process runs: the recorded one does not.
+    assert check.returncode == 1
+    assert "kill" in check.stderr
