@@ -40,14 +40,15 @@ migrate: $(VENV)/.installed  ## apply migrations
 superuser: $(VENV)/.installed  ## an admin login: asked for, or from DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASSWORD
 	$(MANAGE) createsuperuser $(if $(DJANGO_SUPERUSER_USERNAME),--noinput)
 
-test: $(VENV)/.installed browser prometheus-tools deploy-tools  ## the default suite (unit + integration against PostgreSQL, Redis, real workers, a real Prometheus)
-	$(PY) -m pytest -m "not slow and not faults"
-
-# The database and broker point at a closed port, so a test that needs either fails at once
-# instead of passing on a machine that happens to run them.
+# The unit tests run with the database and broker at a closed port, so a test that needs
+# either fails at once instead of passing on a machine that happens to run them; make test
+# runs them so, then everything else, and each test once.
 QUICK_SERVICES := DATABASE_URL=postgres://postgres@127.0.0.1:1/unreachable REDIS_URL=redis://127.0.0.1:1/0
 test-quick: $(VENV)/.installed  ## the edit-test loop: the unit tests, with no database, broker, worker or tool (under a minute)
 	$(QUICK_SERVICES) $(PY) -m pytest -m unit -q -p no:cacheprovider
+
+test: test-quick browser prometheus-tools deploy-tools  ## the default suite: the unit tests, then integration against PostgreSQL, Redis, real workers, a real Prometheus
+	$(PY) -m pytest -m "not unit and not slow and not faults"
 
 CHROMIUM := /usr/bin/chromium
 browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, as root, if missing)
