@@ -30,8 +30,8 @@ from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.handlers.wsgi import WSGIHandler
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
 
+from tests.support.browser import headless_chromium
 from tests.support.reference import REPO
-from tests.test_browser import headless_chromium
 
 pytestmark = pytest.mark.integration
 

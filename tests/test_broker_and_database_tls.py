@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.reference import REPO
+from tests.support.tls import openssl
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "s3cret/with:odd@chars#"  # noqa: S105  (a throwaway server's password)
@@ -75,10 +76,6 @@ class Certificates:
     ca: Path
     cert: Path
     key: Path
-
-
-def openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
 
 
 def make_certificates(folder: Path) -> Certificates:

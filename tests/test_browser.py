@@ -14,11 +14,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,12 +27,12 @@ from playwright.sync_api import (
     Request,
     Response,
     expect,
-    sync_playwright,
 )
 from pytest_django.live_server_helper import LiveServer
 
 from bench.direct_load import collect_file
 from ingest.models import Gpu, Sample
+from tests.support.browser import headless_chromium
 from tests.support.reference import REFERENCE_CSV, REPO
 
 pytestmark = [
@@ -45,17 +42,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
 ]
 
-# The real binary first: /usr/bin/chromium is Debian's wrapper script around it.
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Assets each page needs, under STATIC_URL: the admin's own, and the sidecar's Swagger UI.
@@ -67,20 +53,12 @@ REQUIRED_ASSETS = (
     "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
     "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-standalone-preset.js",
 )
-TIMEOUT_MS = 30_000
 
 KNOWN_GPU = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
 DOCUMENTED_PATHS = ("/api/v1/gpus/{id}/telemetry", "/api/v1/stats")
 LINES_PER_CHUNK = 500
 ADMIN_HEADER_BG = "rgb(65, 118, 144)"  # the admin's --header-bg, set by its base.css
 PASSWORD = "browser-test-password-7d1e"  # noqa: S105 (a throwaway user of the test database)
-
-
-def chromium_executable() -> str:
-    for candidate in CHROMIUM_CANDIDATES:
-        if Path(candidate).is_file():
-            return candidate
-    pytest.fail("Debian's Chromium is not installed: run `make browser` (as root)")
 
 
 def load_reference_export() -> dict[str, list[str]]:
@@ -138,33 +116,6 @@ def on_live_server(url: str, base_url: str) -> bool:
     if parts.scheme in {"data", "blob"}:
         return True
     return parts.hostname in LOCAL_HOSTS and parts.port == server.port
-
-
-@contextmanager
-def headless_chromium(profile: Path, **context_options: Any) -> Iterator[BrowserContext]:
-    """A headless Chromium with a fresh profile, that reaches for nothing in the background.
-
-    ``context_options`` go to Playwright's context (a time zone or locale to emulate).
-
-    Playwright's sync API runs an event loop in this thread, where Django refuses database
-    queries: the test queries before it starts the browser, and the browser closes before
-    the test database is flushed.
-    """
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=chromium_executable(),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1920, "height": 1080},
-            **context_options,
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        expect.set_options(timeout=TIMEOUT_MS)
-        try:
-            yield context
-        finally:
-            context.close()
 
 
 def screenshot(page: Page, name: str) -> None:

@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 
 from ingest.blanks import blank_reason
 from ingest.dcgm import ColumnLayout, parse_lines
-from tests.test_dcgm_parser import COLUMNS, row_line
+from tests.support.dcgm_lines import row_line
+from tests.support.reference import REFERENCE_COLUMNS
 
 INT64 = 0x7FFFFFFFFFFFFFF0
 INT32 = 0x7FFFFFF0
@@ -74,7 +75,7 @@ def test_unknown_fields_get_the_int64_and_fp64_rules(written: str) -> None:
 
 
 def test_the_csv_parser_rejects_a_sentinel_row_with_its_meaning_and_keeps_the_rest() -> None:
-    layout = ColumnLayout.from_names(COLUMNS)
+    layout = ColumnLayout.from_names(REFERENCE_COLUMNS)
     data = b"\n".join(
         [
             row_line(metric_name="DCGM_FI_DEV_MEMORY_TEMP", value=str(INT64 + 2)),
@@ -102,7 +103,7 @@ def test_validate_csv_predicts_the_sentinel_rejection(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "blank.csv"
-    header = ",".join(COLUMNS).encode()
+    header = ",".join(REFERENCE_COLUMNS).encode()
     sentinel = row_line(metric_name="DCGM_FI_DEV_MEMORY_TEMP", value=str(INT64 + 2))
     path.write_bytes(b"\n".join([header, sentinel, row_line()]) + b"\n")
 

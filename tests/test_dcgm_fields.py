@@ -8,7 +8,7 @@ import csv
 import pytest
 
 from ingest.fields import FIELDS, dcgm_type, field, unit_from_help
-from tests.test_dcgm_parser import REFERENCE_CSV
+from tests.support.reference import REFERENCE_CSV
 
 # The fields of dcgm-exporter's etc/default-counters.csv and etc/dcp-metrics-included.csv,
 # those it ships commented out included (the DCGM_FI_DRIVER_VERSION label excepted).

@@ -5,8 +5,6 @@ Every test here works on bytes in memory; none needs Django's database.
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -25,6 +23,7 @@ from ingest.dcgm import (
     parse_labels,
     parse_lines,
 )
+from tests.support.dcgm_lines import FIRST_LABELS, GOOD_FIELDS, csv_line, row_line
 from tests.support.reference import (
     REFERENCE_COLUMNS,
     REFERENCE_CSV,
@@ -35,44 +34,6 @@ from tests.support.reference import (
 COLUMNS = REFERENCE_COLUMNS
 
 FIRST_UUID = REFERENCE_UUID
-FIRST_LABELS = {
-    "DCGM_FI_DRIVER_VERSION": "535.129.03",
-    "Hostname": "mtv5-dgx1-hgpu-031",
-    "UUID": FIRST_UUID,
-    "__name__": "DCGM_FI_DEV_GPU_UTIL",
-    "device": "nvidia0",
-    "gpu": "0",
-    "instance": "mtv5-dgx1-hgpu-031:9400",
-    "job": "dgx_dcgm_exporter",
-    "modelName": "NVIDIA H100 80GB HBM3",
-}
-GOOD_FIELDS = {
-    "timestamp": "2025-07-18T20:42:34Z",
-    "metric_name": "DCGM_FI_DEV_GPU_UTIL",
-    "gpu_id": "0",
-    "device": "nvidia0",
-    "uuid": FIRST_UUID,
-    "modelName": "NVIDIA H100 80GB HBM3",
-    "Hostname": "mtv5-dgx1-hgpu-031",
-    "container": "",
-    "pod": "",
-    "namespace": "",
-    "value": "42",
-    "labels_raw": ",".join(f'{key}="{value}"' for key, value in FIRST_LABELS.items()),
-}
-
-
-def csv_line(fields: list[str] | tuple[str, ...]) -> bytes:
-    """One line quoted the way DCGM exports quote every field, without its newline."""
-    buffer = io.StringIO()
-    csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="").writerow(fields)
-    return buffer.getvalue().encode("utf-8")
-
-
-def row_line(columns: tuple[str, ...] = COLUMNS, **overrides: str) -> bytes:
-    """A valid data line in ``columns`` order, with some fields replaced."""
-    fields = {**GOOD_FIELDS, **overrides}
-    return csv_line([fields[name] for name in columns])
 
 
 def reference_layout() -> ColumnLayout:

@@ -16,8 +16,8 @@ from ingest import collector
 from ingest.chunks import Chunk, ChunkFormat
 from ingest.dcgm import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from ingest.models import DeadLetter, Gpu, IngestedChunk, Metric, RejectedRow, Sample
+from tests.support.dcgm_lines import csv_line
 from tests.support.exporter import FIXTURES, MIG_PARENT, NOT_SUPPORTED, OTHER_GPU
-from tests.test_dcgm_parser import csv_line
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

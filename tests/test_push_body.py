@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pytest_django.fixtures import Settings
 
 from api.models import ApiToken
-from tests.test_remote_write import NOW_MS, REFERENCE_BODY, body_of, snappy
+from tests.support.remote_write import NOW_MS, REFERENCE_BODY, body_of, snappy
 
 pytestmark = [pytest.mark.urls("tests.support.write_views"), pytest.mark.django_db]
 

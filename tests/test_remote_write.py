@@ -27,19 +27,9 @@ from ingest.remote_write import (
 )
 from ingest.remote_write_pb2 import WriteRequest
 from tests.support.reference import REPO
+from tests.support.remote_write import GPU_LABELS, NOW_MS, REFERENCE_BODY, body_of, snappy
 
 LIMIT = 1 << 20
-NOW_MS = 1_752_846_154_000  # 2025-07-18T13:42:34Z
-GPU_LABELS = {
-    "__name__": "DCGM_FI_DEV_GPU_TEMP",
-    "gpu": "0",
-    "UUID": "GPU-5fd4f087-86f3-7a43-b711-4771313afc50",
-    "device": "nvidia0",
-    "modelName": "NVIDIA H100 80GB HBM3",
-    "Hostname": "mtv5-dgx1-hgpu-031",
-    "instance": "10.0.0.31:9400",
-    "job": "dcgm",
-}
 
 
 def from_bits(bits: int) -> float:
@@ -54,25 +44,6 @@ def bits_of(value: float) -> int:
 
 STALE_MARKER = from_bits(STALE_NAN_BITS)
 PROMETHEUS_NORMAL_NAN = from_bits(0x7FF8000000000001)  # what Prometheus sends for NaN
-
-
-def snappy(message: bytes) -> bytes:
-    return bytes(cramjam.snappy.compress_raw(message))
-
-
-def body_of(
-    *series: tuple[list[tuple[str, str]], list[tuple[int, float]]], metadata: int = 0
-) -> bytes:
-    """A remote write body: each series as (labels in order, samples as (ms, value))."""
-    request = WriteRequest()
-    for labels, samples in series:
-        timeseries = request.timeseries.add()
-        for name, value in labels:
-            timeseries.labels.add(name=name, value=value)
-        for timestamp, sample_value in samples:
-            timeseries.samples.add(timestamp=timestamp, value=sample_value)
-    request.metadata.extend([b"\x08\x02\x12\x14DCGM_FI_DEV_GPU_TEMP"] * metadata)
-    return snappy(request.SerializeToString())
 
 
 def read(body: bytes) -> WriteBatch:
@@ -180,11 +151,6 @@ def with_invalid_utf8_label_value() -> bytes:
     request = WriteRequest()
     request.timeseries.add().labels.add(name="__name__", value="XY")
     return snappy(request.SerializeToString().replace(b"XY", b"\xff\xfe"))
-
-
-REFERENCE_BODY = body_of(
-    (list(GPU_LABELS.items()), [(NOW_MS - i * 1000, float(i)) for i in range(50)])
-)
 
 
 @pytest.mark.parametrize(

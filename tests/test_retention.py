@@ -4,10 +4,9 @@ touches only its partitions."""
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,11 @@ from django.db.models import Max, Min
 from django.test import Client
 from pytest_django.fixtures import Settings
 
-from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from ingest import partitions
 from ingest.models import Gpu, Metric, Sample, Tally
 from ingest.tasks import maintain_partitions
 from tests.support.api_data import load_csv
+from tests.support.pipeline import write_days
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,19 +46,6 @@ def _drop_all_partitions() -> None:
         for (name,) in cursor.fetchall():
             cursor.execute(f'DROP TABLE "{name}"')
     partitions.forget()
-
-
-def write_days(path: Path, days: int) -> list[dict[str, str]]:
-    """One timestep a day at noon for the last ``days`` days (today included)."""
-    today = datetime.now(UTC).date()
-    start = datetime.combine(today - timedelta(days=days - 1), time(12), tzinfo=UTC)
-    spec = GeneratorSpec(
-        hosts=2, gpus_per_host=2, metrics=3, timesteps=days, interval_seconds=86400, start=start
-    )
-    with path.open("wb") as out:
-        write_dcgm_csv(out, spec)
-    with path.open(newline="") as source:
-        return list(csv.DictReader(source))
 
 
 @pytest.mark.parametrize(("width", "days"), WIDTHS)

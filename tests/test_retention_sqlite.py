@@ -24,7 +24,7 @@ from ingest.models import Gpu, Sample, Tally
 from ingest.tasks import maintain_partitions
 from tests.support.api_data import load_csv
 from tests.support.embedded import run_on_embedded_database
-from tests.test_retention import write_days
+from tests.support.pipeline import write_days
 
 DAYS = 10
 BATCH_ROWS = 7  # small, so every GPU's expired rows take several transactions

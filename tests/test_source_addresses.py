@@ -32,8 +32,8 @@ from ingest.models import OutstandingChunk, StreamSource
 from ingest.reader import SourceError, open_at
 from ingest.streamer import stream_tick
 from telemetry_project.env import HostRules, env_host_rules
-from tests.test_broker_and_database_tls import openssl
-from tests.test_source_locations import add_source_in_the_admin
+from tests.support.admin_forms import add_source_in_the_admin
+from tests.support.tls import openssl
 
 PUBLIC_NAME = "telemetry.example.com"
 OTHER_NAME = "other.example.com"

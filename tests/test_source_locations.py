@@ -24,7 +24,6 @@ import pytest
 import redis
 from django.core.management import CommandError, call_command
 from django.test import Client
-from django.urls import reverse
 from pytest_django.fixtures import Settings
 
 from ingest import sources
@@ -36,6 +35,7 @@ from ingest.reader import SourceError, open_at, read_header
 from ingest.streamer import stream_tick
 from telemetry_project.celery import app
 from telemetry_project.routing import COLLECT_QUEUE
+from tests.support.admin_forms import add_source_in_the_admin
 from tests.support.pipeline import assert_nothing_stored
 from tests.support.reference import REPO
 from tests.support.workers import WorkerFactory, wait_for
@@ -189,18 +189,6 @@ def test_import_csv_refuses_what_is_no_regular_file_or_http_url_even_when_named(
     with pytest.raises(CommandError, match=re.escape(EXPECTED_MESSAGE[case])):
         call_command("import_csv", location, no_progress=True, stdout=io.StringIO())
     assert not StreamSource.objects.exists()
-
-
-def add_source_in_the_admin(admin_client: Client, location: str) -> str:
-    """Post the admin's "add stream source" form for ``location``; the page shown again (a
-    refused location leaves the form on screen with its error)."""
-    form = {"name": "hostile", "location": location, "site": "default", "batch_size": 500,
-            "interval_seconds": 10, "pace": "paced", "timestamp_mode": "processing",
-            "shards": 1, "enabled": "on", "scheduled": "on",
-            "cursors-TOTAL_FORMS": 0, "cursors-INITIAL_FORMS": 0}  # fmt: skip
-    response = admin_client.post(reverse("admin:ingest_streamsource_add"), form)
-    assert response.status_code == 200
-    return response.content.decode()
 
 
 @pytest.mark.django_db

@@ -15,20 +15,19 @@ import redis
 from kombu import Connection, Exchange, Queue
 
 from ingest.models import DeadLetter, Sample
-from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
 from telemetry_project.celery import app
+from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
+from tests.support.chunks import REFERENCE_LINES, chunk_of
 from tests.support.embedded import embedded_environment, manage, query
-from tests.support.reference import REFERENCE_CSV
 from tests.support.workers import WorkerFactory, wait_for
-from tests.test_collector import make_chunk
 
 pytestmark = pytest.mark.integration
 
-GOOD_LINES = REFERENCE_CSV.read_bytes().split(b"\n")[1:4]
+GOOD_LINES = REFERENCE_LINES[1:4]
 
 
 def good_chunk() -> dict[str, object]:
-    return make_chunk(GOOD_LINES, chunk_id="1:0:1:77").to_payload()
+    return chunk_of(GOOD_LINES, chunk_id="1:0:1:77").to_payload()
 
 
 def with_body(envelope: dict[str, object], body: bytes) -> bytes:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
@@ -31,6 +33,20 @@ def generate_csv(
     )
     with path.open("wb") as out:
         return write_dcgm_csv(out, spec)
+
+
+def write_days(path: Path, days: int) -> list[dict[str, str]]:
+    """One timestep a day at noon for the last ``days`` days (today included)."""
+    today = datetime.now(UTC).date()
+    first_day = today - timedelta(days=days - 1)
+    start = datetime(first_day.year, first_day.month, first_day.day, 12, tzinfo=UTC)
+    spec = GeneratorSpec(
+        hosts=2, gpus_per_host=2, metrics=3, timesteps=days, interval_seconds=86400, start=start
+    )
+    with path.open("wb") as out:
+        write_dcgm_csv(out, spec)
+    with path.open(newline="") as source:
+        return list(csv.DictReader(source))
 
 
 def start_import(
