@@ -1,2 +1,0 @@
-"""Measurements and maintenance tools run by hand or by make targets; the pipeline never
-imports them."""
