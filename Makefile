@@ -180,13 +180,13 @@ logs:  ## follow the stack's logs: make logs SERVICE=collector
 
 # --- Charts: the measurement behind the charting library, and its vendored files ---------------
 bench-charts: $(VENV)/.installed browser  ## render time of uPlot, ECharts and Chart.js on 50,000 points in headless Chromium, medians of 7 runs (needs npm; docs/charts.md): make bench-charts ARGS="--runs 9"
-	$(PY) -m scripts.bench_charts $(ARGS)
+	$(PY) -m bench.chart_render $(ARGS)
 
 vendor-charts: $(VENV)/.installed  ## write the dashboard's pinned uPlot into dashboard/static again (npm pack), checked against the pin in dashboard/vendored.py
-	$(PY) -m scripts.vendor_charts $(ARGS)
+	$(PY) -m bench.vendor_charts $(ARGS)
 
 bench-exposition:  ## CPU per sample of parsing exporter pages (prometheus_client, text and OpenMetrics) against the CSV parser, same samples: make bench-exposition ARGS="--targets 100"
-	$(PY) -m scripts.bench_exposition $(ARGS)
+	$(PY) -m bench.exposition_parsing $(ARGS)
 
 # --- Checking input -------------------------------------------------------------------------
 CSV_FILE ?= $(SAMPLE_CSV)

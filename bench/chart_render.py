@@ -1,13 +1,13 @@
 """Render time of the candidate charting libraries in headless Chromium. Figures and the
 choice they led to in docs/charts.md.
 
-    .venv/bin/python -m scripts.bench_charts [--points 50000] [--runs 7]   (or make bench-charts)
+    .venv/bin/python -m bench.chart_render [--points 50000] [--runs 7]   (or make bench-charts)
 
 Each library's built file is fetched at a pinned version with ``npm pack`` (checked against
 the registry's integrity string) into a temporary folder, beside a page per library that
 loads it from ``file:`` URLs: nothing is fetched while the pages run. Cases: one series of
 ``--points`` points, four such series, and a mean line with a min-max band around it. Every
-library gets the same plain arrays (``scripts/chart_bench/series.js``) and shapes them into
+library gets the same plain arrays (``bench/chart_pages/series.js``) and shapes them into
 its own format inside the timed part.
 
 A run's time starts just before the library's ``<script>`` (so it includes parsing the
@@ -37,10 +37,10 @@ from typing import Final
 
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
+from bench.npm_release import fetch, read_member
 from dashboard.vendored import UPLOT, NpmRelease
-from scripts.npm_release import fetch, read_member
 
-PAGES: Final = Path(__file__).resolve().parent / "chart_bench"
+PAGES: Final = Path(__file__).resolve().parent / "chart_pages"
 SHARED_SCRIPTS: Final = ("series.js", "report.js")
 SCREENSHOTS: Final = Path(__file__).resolve().parent.parent / "var" / "bench-charts"
 CHROMIUM: Final = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")

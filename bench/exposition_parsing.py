@@ -1,7 +1,7 @@
 """What parsing an exporter page costs per sample, side by side with the CSV path. Figures in
 docs/exposition-parsing.md.
 
-    .venv/bin/python -m scripts.bench_exposition [--targets 100] [--runs 5]
+    .venv/bin/python -m bench.exposition_parsing [--targets 100] [--runs 5]
 
 Builds ``--targets`` dcgm-exporter pages the size of the scale target (8 GPUs x 40 fields,
 every label dcgm-exporter 3.x prints, values changing from page to page), the same pages as

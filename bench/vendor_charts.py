@@ -1,8 +1,8 @@
 """Write the dashboard's charting library into its static folder from the pinned npm release
 (``make vendor-charts``); the pin is ``UPLOT`` in dashboard/vendored.py.
 
-    .venv/bin/python -m scripts.vendor_charts                   # the pinned release, again
-    .venv/bin/python -m scripts.vendor_charts --version 1.6.33  # moving to another release
+    .venv/bin/python -m bench.vendor_charts                   # the pinned release, again
+    .venv/bin/python -m bench.vendor_charts --version 1.6.33  # moving to another release
 
 Without ``--version``, the tarball must match the pinned integrity and every file its pinned
 sha256 before anything is written, so the result is byte for byte what the pin describes.
@@ -18,14 +18,14 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from dashboard.vendored import UPLOT, NpmRelease, VendoredFile, VendoredLibrary
-from scripts.npm_release import (
+from bench.npm_release import (
     ReleaseMismatchError,
     fetch,
     fetch_unpinned,
     read_member,
     subresource_integrity,
 )
+from dashboard.vendored import UPLOT, NpmRelease, VendoredFile, VendoredLibrary
 
 
 def pinned_files(tarball: Path) -> dict[VendoredFile, bytes]:

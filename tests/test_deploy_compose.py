@@ -244,8 +244,8 @@ def test_the_image_context_holds_the_code_and_the_sample_csv_only() -> None:
         if line and not line.startswith("#")
     ]  # fmt: skip
     assert rules[0] == "*"  # everything out, then what the image needs back in
-    # Every package of the pipeline goes in; the tests and the tools (bench/, scripts/) stay out.
-    packages = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests", "bench", "scripts"}
+    # Every package of the pipeline goes in; the tests and the tools (bench/) stay out.
+    packages = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests", "bench"}
     assert {f"!{package}/" for package in packages} <= set(rules), "a package left out"
     assert not {"!tests/", "!bench/"} & set(rules)
     for needed in ("!manage.py", "!requirements.txt", "!docker/", "!data/dcgm_metrics_sample.csv"):

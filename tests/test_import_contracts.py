@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.reference import REPO
 
-PACKAGES = ("telemetry_project", "ingest", "api", "bench", "tests")
+PACKAGES = ("telemetry_project", "ingest", "api", "dashboard", "bench", "tests")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
