@@ -23,9 +23,9 @@ from pytest_django.fixtures import Settings
 
 from ingest import sources
 from ingest.models import IngestedChunk, OutstandingChunk, StreamCursor, StreamSource
-from ingest.queues import COLLECT_QUEUE
 from ingest.reader import SourceError, read_header
 from telemetry_project.celery import app
+from telemetry_project.routing import COLLECT_QUEUE
 from tests.support.pipeline import (
     duplicate_samples,
     finish_import,

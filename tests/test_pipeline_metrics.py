@@ -30,8 +30,8 @@ from ingest.models import (
     StreamCursor,
     StreamSource,
 )
-from ingest.queues import COLLECT_QUEUE, COLLECT_TASK
 from telemetry_project.celery import app
+from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
 from tests.support.api_data import analyze_ingest_tables, load_csv
 from tests.support.chunks import REFERENCE_LINES, chunk_of
 from tests.support.pipeline import finish_import, generate_csv, sample_count, start_import

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ingest.dcgm_generator import GeneratorSpec, write_dcgm_csv
 
+from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from telemetry_project import dev_env
 from tests.support.embedded import answers, bare_environment, free_port, query, stats
 from tests.support.reference import REPO
