@@ -8,7 +8,7 @@ MANAGE := DJANGO_DEBUG=1 $(PY) manage.py
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-exposition csv-validate audit bench-charts vendor-charts
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-exposition bench-write csv-validate audit bench-charts vendor-charts
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -61,7 +61,7 @@ browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, a
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
 	fi
 
-test-slow: $(VENV)/.installed load-tools  ## long multi-process scenarios (1M-row memory bound, 60 s of wrk against gunicorn, embedded soak of 3 x 300,000 rows)
+test-slow: $(VENV)/.installed load-tools prometheus-tools  ## long multi-process scenarios (1M-row memory bound, 60 s of wrk against gunicorn, embedded soak of 3 x 300,000 rows, a real Prometheus remote-writing while the web process is SIGKILLed and while collectors are stopped)
 	$(PY) -m pytest -m "slow and not faults" -rP  # -rP: print the measured figures of passing tests
 
 test-faults: $(VENV)/.installed  ## fault injection: PostgreSQL/Redis outages, SIGTERM, SIGKILLed collector and streamer, poison message and invalid chunk, 10x10 workers (private servers; ~5 min)
@@ -121,9 +121,10 @@ protobuf: $(VENV)/.installed  ## compile ingest/remote_write.proto into ingest/r
 
 # --- Measurements (bench/) ------------------------------------------------------------------
 # ROWS, STREAMERS and COLLECTORS are passed on only when given: each command holds its own
-# defaults (bench 1,000,000 rows, explain-api 5,000,000, bench-api 10,000,000), and its own
-# database (telemetry_bench, telemetry_explain, telemetry_bench_api on the PostgreSQL server
-# of DATABASE_URL or DB_HOST, by default 127.0.0.1:5432), never the project's.
+# defaults (bench 1,000,000 rows, explain-api 5,000,000, bench-api 10,000,000, bench-write
+# 300,000 samples), and its own database (telemetry_bench, telemetry_explain,
+# telemetry_bench_api, telemetry_bench_write on the PostgreSQL server of DATABASE_URL or
+# DB_HOST, by default 127.0.0.1:5432), never the project's.
 ROWS_OPTION = $(if $(ROWS),--rows $(ROWS))
 
 explain-api: $(VENV)/.installed  ## EXPLAIN ANALYZE every API query on >= ROWS (5M) samples in its own database: make explain-api ROWS=300000 ARGS=--keep
@@ -137,6 +138,9 @@ bench-api: $(VENV)/.installed  ## p50/p99 of 1,000 requests per API endpoint on 
 bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=3
 	$(MANAGE) bench_pipeline $(ROWS_OPTION) \
 		$(if $(STREAMERS),--streamers $(STREAMERS)) $(if $(COLLECTORS),--collectors $(COLLECTORS)) $(ARGS)
+
+bench-write: $(VENV)/.installed  ## samples/s of POST /api/v1/write (Prometheus-sized batches, gunicorn, real collectors) beside import_csv of the same samples, in its own database: make bench-write ARGS="--samples 400000 --batch 500"
+	$(MANAGE) bench_write $(if $(COLLECTORS),--collectors $(COLLECTORS)) $(ARGS)
 
 # --- Deployment: Docker Compose and the Helm chart (deploy.md) ------------------------------
 COMPOSE ?= docker compose

@@ -7,6 +7,7 @@ the page to know whether a next page exists, and finds a deep page by its timest
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -29,14 +30,19 @@ SEEK_AFTER_ROWS: Final = MAX_PAGE_SIZE
 TIE_WINDOW: Final = 100
 
 
+class WholeNumberField(serializers.IntegerField):
+    """An integer written as one: DRF's own field also takes "1.0", which the schema (an
+    integer) does not allow, so a client sending it would learn nothing of its mistake."""
+
+    re_decimal = re.compile(r"(?!)")  # DRF strips a match of this before int(): never match
+
+
 class PageParams(serializers.Serializer[dict[str, int]]):
-    limit = serializers.IntegerField(
+    limit = WholeNumberField(
         min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE,
         help_text=f"Rows per page, 1 to {MAX_PAGE_SIZE}.",
     )  # fmt: skip
-    offset = serializers.IntegerField(
-        min_value=0, max_value=2**53, default=0, help_text="Rows to skip."
-    )
+    offset = WholeNumberField(min_value=0, max_value=2**53, default=0, help_text="Rows to skip.")
 
 
 class CountedPagination(LimitOffsetPagination):

@@ -128,6 +128,12 @@ class StatsSerializer(serializers.Serializer[Any]):
     last_timestamp = serializers.DateTimeField(allow_null=True)
     metrics = serializers.DictField(child=serializers.IntegerField())
     rejected_rows = serializers.IntegerField()
+    push_ignored_samples = serializers.IntegerField(
+        help_text="Pushed samples of series that are not DCGM fields: ignored, not stored."
+    )
+    push_stale_markers = serializers.IntegerField(
+        help_text="Prometheus staleness markers received by remote write: skipped, not stored."
+    )
     collect_queue_depth = serializers.IntegerField(
         allow_null=True, help_text="Null while the broker cannot be reached."
     )

@@ -3,6 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from api.push_views import CsvImportView, PageImportView, RemoteWriteView
 from api.views import GpuViewSet, HostViewSet, MetricListView, StatsView
 
 app_name = "api"
@@ -16,5 +17,8 @@ router.register("hosts", HostViewSet, basename="host")
 urlpatterns = [
     path("metrics", MetricListView.as_view(), name="metrics"),
     path("stats", StatsView.as_view(), name="stats"),
+    path("write", RemoteWriteView.as_view(), name="write"),
+    path("import/csv", CsvImportView.as_view(), name="import-csv"),
+    path("import/prometheus", PageImportView.as_view(), name="import-prometheus"),
     *router.urls,
 ]

@@ -49,14 +49,29 @@ from ingest.apps import ingest_tables
 from telemetry_project.env import CONNECTION_VARIABLES
 from telemetry_project.routing import COLLECT_QUEUE, STREAM_QUEUE
 
-DATABASE_NAME: Final = "telemetry_bench"
 SERVER_DSN: Final = "host=127.0.0.1 port=5432 user=postgres"
-DATABASE_URL: Final = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}"
-BENCH_DSN: Final = f"{SERVER_DSN} dbname={DATABASE_NAME}"
-REDIS_URL: Final = "redis://127.0.0.1:6379/8"
 TICK_SECONDS: Final = 0.2
 # The roles whose CPU time the report splits a row's cost into.
 CPU_ROLES: Final = ("streamer", "collector", "importer", "postgres", "redis")
+
+
+@dataclass(frozen=True)
+class BenchDatabase:
+    """A benchmark's own PostgreSQL database and Redis database."""
+
+    name: str
+    redis_url: str
+
+    @property
+    def dsn(self) -> str:
+        return f"{SERVER_DSN} dbname={self.name}"
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:5432/{self.name}"
+
+
+DATABASE: Final = BenchDatabase("telemetry_bench", "redis://127.0.0.1:6379/8")
 
 
 @dataclass(frozen=True)
@@ -98,16 +113,19 @@ class PipelineResult:
 class ThroughputBenchmark:
     """Runs the ceiling and the pipeline ``options.runs`` times and reports to ``stdout``."""
 
-    def __init__(self, options: ThroughputOptions, stdout: OutputWrapper) -> None:
+    def __init__(
+        self, options: ThroughputOptions, stdout: OutputWrapper, database: BenchDatabase = DATABASE
+    ) -> None:
         options.check()
         self.options = options
         self.stdout = stdout
+        self.database = database
 
     def run(self) -> None:
         options = self.options
-        env = self._child_environment()
-        self._prepare_database(env)
-        broker = redis.Redis.from_url(REDIS_URL)
+        env = self.child_environment()
+        prepare_database(self.database, env, self.stdout)
+        broker = redis.Redis.from_url(self.database.redis_url)
         cores = os.cpu_count() or 1
         usage = ProcessUsage()
         copies: list[copy_ceiling.CopyResult] = []
@@ -119,18 +137,19 @@ class ThroughputBenchmark:
             env["STREAM_SOURCE_DIRS"] = str(work.resolve())
             csv_path = work / "bench.csv"
             self._generate(csv_path)
-            copy_ceiling.create_table(BENCH_DSN)
+            dsn = self.database.dsn
+            copy_ceiling.create_table(dsn)
             try:
                 for run in range(1, options.runs + 1):
-                    copy_ceiling.truncate(BENCH_DSN)
-                    copy = copy_ceiling.measure(BENCH_DSN, csv_path, cores, options.batch_size)
+                    copy_ceiling.truncate(dsn)
+                    copy = copy_ceiling.measure(dsn, csv_path, cores, options.batch_size)
                     if copy.rows != options.rows or copy.rejected:
                         raise CommandError(
                             f"ceiling run {run}: {copy.rows} rows COPYed, {copy.rejected} "
                             f"rejected, of {options.rows}"
                         )
                     copies.append(copy)
-                    pipeline = self._pipeline_run(run, csv_path, env, broker, usage, work)
+                    pipeline = self.pipeline_run(run, csv_path, env, broker, usage, work)
                     pipelines.append(pipeline)
                     self.stdout.write(
                         f"run {run}: copy {copy.rows_per_second:,.0f} rows/s "
@@ -138,13 +157,13 @@ class ThroughputBenchmark:
                         f"{pipeline.rows_per_second:,.0f} rows/s ({pipeline.seconds:.2f} s)"
                     )
             finally:
-                copy_ceiling.drop_table(BENCH_DSN)
+                copy_ceiling.drop_table(dsn)
                 broker.flushdb()
         self._report(copies, pipelines, usage)
 
     # --- set-up -------------------------------------------------------------------------
 
-    def _child_environment(self) -> dict[str, str]:
+    def child_environment(self) -> dict[str, str]:
         """The environment of every process started here: the benchmark's database and
         broker, production settings (DEBUG off: it records every query), quiet logs."""
         env = {
@@ -158,8 +177,8 @@ class ThroughputBenchmark:
         env.pop("DJANGO_DEBUG", None)
         env.pop("DJANGO_SECRET_KEY_FILE", None)
         env.update(
-            DATABASE_URL=DATABASE_URL,
-            REDIS_URL=REDIS_URL,
+            DATABASE_URL=self.database.url,
+            REDIS_URL=self.database.redis_url,
             DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
             # Production settings (no DEBUG, so no query log) need these; nothing serves HTTP.
             DJANGO_ALLOWED_HOSTS=os.environ.get("DJANGO_ALLOWED_HOSTS") or "localhost",
@@ -174,30 +193,6 @@ class ThroughputBenchmark:
         if self.options.queue_depth:
             env["COLLECT_QUEUE_MAX_DEPTH"] = str(self.options.queue_depth)
         return env
-
-    def _prepare_database(self, env: dict[str, str]) -> None:
-        """Create ``telemetry_bench`` when missing and migrate it, in a child process whose
-        settings point there (settings are read once per process)."""
-        connection = psycopg2.connect(f"{SERVER_DSN} dbname=postgres")
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME])
-                if cursor.fetchone() is None:
-                    cursor.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-                    self.stdout.write(f"created database {DATABASE_NAME}")
-        finally:
-            connection.close()
-        manage = str(Path(settings.BASE_DIR) / "manage.py")
-        migrate = subprocess.run(  # noqa: S603  (this project's manage.py)
-            [sys.executable, manage, "migrate", "--noinput", "-v", "0"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if migrate.returncode:
-            raise CommandError(f"migrating {DATABASE_NAME} failed:\n{migrate.stderr}")
 
     def _generate(self, path: Path) -> None:
         rows = self.options.rows
@@ -214,7 +209,7 @@ class ThroughputBenchmark:
 
     # --- one pipeline run ---------------------------------------------------------------
 
-    def _pipeline_run(
+    def pipeline_run(
         self,
         run: int,
         csv_path: Path,
@@ -224,7 +219,7 @@ class ThroughputBenchmark:
         work: Path,
     ) -> PipelineResult:
         """Empty tables and broker, start workers, import the file, read the ledger."""
-        _truncate_ingest_tables()
+        truncate_ingest_tables(self.database)
         broker.flushdb()
         workers: list[Worker] = []
         importer: subprocess.Popen[bytes] | None = None
@@ -242,7 +237,7 @@ class ThroughputBenchmark:
                     found.append(("importer", importer.pid))
                 return found
 
-            sampler = UsageSampler(usage, running, DATABASE_NAME)
+            sampler = UsageSampler(usage, running, self.database.name)
             sampler.start()
             log = work / f"import-{run}.log"
             started = time.monotonic()
@@ -276,7 +271,7 @@ class ThroughputBenchmark:
                 sampler.stop()
             for worker in workers:
                 worker.stop()
-        return _read_ledger(run, self.options.rows, wall_seconds)
+        return _read_ledger(self.database, run, self.options.rows, wall_seconds)
 
     # --- the report ---------------------------------------------------------------------
 
@@ -335,8 +330,33 @@ class ThroughputBenchmark:
         )
 
 
-def _truncate_ingest_tables() -> None:
-    connection = psycopg2.connect(BENCH_DSN)
+def prepare_database(database: BenchDatabase, env: dict[str, str], stdout: OutputWrapper) -> None:
+    """Create the benchmark's database when missing and migrate it, in a child process whose
+    settings point there (settings are read once per process)."""
+    connection = psycopg2.connect(f"{SERVER_DSN} dbname=postgres")
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database.name])
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{database.name}"')
+                stdout.write(f"created database {database.name}")
+    finally:
+        connection.close()
+    manage = str(Path(settings.BASE_DIR) / "manage.py")
+    migrate = subprocess.run(  # noqa: S603  (this project's manage.py)
+        [sys.executable, manage, "migrate", "--noinput", "-v", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if migrate.returncode:
+        raise CommandError(f"migrating {database.name} failed:\n{migrate.stderr}")
+
+
+def truncate_ingest_tables(database: BenchDatabase) -> None:
+    connection = psycopg2.connect(database.dsn)
     try:
         with connection, connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {', '.join(ingest_tables())} RESTART IDENTITY")
@@ -347,14 +367,16 @@ def _truncate_ingest_tables() -> None:
         connection.close()
 
 
-def _read_ledger(run: int, rows: int, wall_seconds: float) -> PipelineResult:
+def _read_ledger(
+    database: BenchDatabase, run: int, rows: int, wall_seconds: float
+) -> PipelineResult:
     """The run's window and totals, from what the database recorded, checked exactly.
 
     The window opens when import_csv creates its source, just before its first publish
     (so the import process's own start-up is not counted), and closes at the ledger's last
     ``committed_at``, written by the collector inside the chunk's transaction.
     """
-    connection = psycopg2.connect(BENCH_DSN)
+    connection = psycopg2.connect(database.dsn)
     try:
         with connection, connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM ingest_sample")

@@ -12,10 +12,15 @@ flight during an upgrade and dead letters kept from before stay readable.
 
 ``format`` says what the data is: ``csv`` (lines of a DCGM CSV, read with ``columns``; the
 default, so messages from before the field existed read as before), ``exposition`` (a
-Prometheus text-format page) or ``openmetrics`` (an OpenMetrics page). A page's chunk also
-carries ``scraped_at``, the time its lines without a timestamp of their own stand for. The
-payload is a function of the page bytes and these few fields only, so a page stored with its
-outstanding chunk is re-published as the very same message.
+Prometheus text-format page), ``openmetrics`` (an OpenMetrics page) or ``remote-write``
+(series a Prometheus remote-wrote, ``ingest.pushed_series``). A page's chunk also carries
+``scraped_at``, the time its lines without a timestamp of their own stand for; a remote-write
+chunk carries there the time its request arrived. The payload is a function of the data and
+these few fields only, so a page stored with its outstanding chunk is re-published as the
+very same message.
+
+A pushed chunk (``PUSH_PREFIX``: a remote write or an import sent over the API) belongs to no
+stream source: its ``source_id`` is None.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ COMPRESSION_LEVEL = 1
 CODEC = "zstd"
 # A chunk is thousands of lines; a frame claiming more than this is not one of ours.
 MAX_CHUNK_BYTES = 1 << 30
+# The ledger's chunk id column is this wide.
+MAX_CHUNK_ID_CHARS = 100
+# The ids of chunks pushed over the API start with this (``ingest.push``).
+PUSH_PREFIX = "push:"
 
 
 class PayloadError(ValueError):
@@ -42,19 +51,25 @@ class ChunkFormat(StrEnum):
     CSV = "csv"
     EXPOSITION = "exposition"
     OPENMETRICS = "openmetrics"
+    REMOTE_WRITE = "remote-write"
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
     chunk_id: str
-    source_id: int
+    source_id: int | None  # None for a pushed chunk
     first_line: int
     line_count: int
     columns: tuple[str, ...]  # the CSV header's names; empty for a page
     stamp: datetime | None  # processing-time stamp; None keeps the source's timestamps
     data: bytes  # the raw lines, uncompressed
     format: ChunkFormat = ChunkFormat.CSV
-    scraped_at: datetime | None = None  # a page's scrape time
+    scraped_at: datetime | None = None  # a page's scrape time; a remote write's arrival
+
+    @property
+    def pushed(self) -> bool:
+        """Whether the chunk came over the API (remote write or an import), not a source."""
+        return self.chunk_id.startswith(PUSH_PREFIX)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -83,7 +98,7 @@ class Chunk:
             data = _decompress(payload.get("codec"), payload["data"])
             chunk = cls(
                 chunk_id=str(payload["id"]),
-                source_id=_whole_number(payload["source"]),
+                source_id=_source_id(payload["source"], str(payload["id"])),
                 first_line=_whole_number(payload["line"]),
                 line_count=_whole_number(payload["lines"]),
                 columns=tuple(str(name) for name in payload["columns"]),
@@ -96,7 +111,7 @@ class Chunk:
             raise
         except (KeyError, TypeError, ValueError, zlib.error, zstandard.ZstdError) as error:
             raise PayloadError(f"payload is not a readable chunk: {error!r}") from None
-        if not chunk.chunk_id or len(chunk.chunk_id) > 100:
+        if not chunk.chunk_id or len(chunk.chunk_id) > MAX_CHUNK_ID_CHARS:
             raise PayloadError("chunk id is missing or too long")
         return chunk
 
@@ -106,6 +121,11 @@ def _aware_time(text: str | None, name: str) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         raise PayloadError(f"chunk {name} has no time zone")
     return moment
+
+
+def _source_id(value: object, chunk_id: str) -> int | None:
+    # Only a pushed chunk belongs to no source.
+    return None if value is None and chunk_id.startswith(PUSH_PREFIX) else _whole_number(value)
 
 
 def _whole_number(value: object) -> int:

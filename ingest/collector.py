@@ -6,8 +6,10 @@ So a collector may be killed at any moment, or a chunk delivered any number of t
 each row is still committed exactly once. docs/design.md, "The ledger" and "Attempts and
 dead letters".
 
-A chunk holds CSV lines or one exposition page (``Chunk.format``); both parse into the same
-columns and commit the same way. A page the parser refuses as a whole is dead-lettered.
+A chunk holds CSV lines, one exposition page or remote-written series (``Chunk.format``); all
+parse into the same columns and commit the same way. A page the parser refuses as a whole is
+dead-lettered. A pushed chunk's stored copy (``ingest.push``) is deleted in the transaction that
+writes its ledger row.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from ingest.chunks import Chunk, ChunkFormat, PayloadError
 from ingest.dcgm import ColumnLayout, DeviceKey, HeaderError, ParsedChunk, parse_lines
 from ingest.dimensions import WorkloadKey
 from ingest.exposition import ExpositionError, parse_page
-from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Tally
+from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, PushChunk, RejectedRow, Tally
+from ingest.pushed_series import SeriesError, parse_series
 from ingest.rejections import retention_reason
 from ingest.writer import SampleBatch, write_samples
 
@@ -101,28 +104,43 @@ def collect(payload: object, delivery: Delivery | None = None) -> CollectResult:
         return dead_letter_chunk(chunk, payload, reason, attempt.attempts)
     try:
         parsed = parse_chunk(chunk)
-    except (HeaderError, ExpositionError) as error:
+    except UNREADABLE_CHUNK_ERRORS as error:
         return dead_letter_chunk(chunk, payload, str(error), attempt.attempts)
-    _reject_past_retention(parsed, chunk.stamp)
+    reject_past_retention(parsed, chunk.stamp)
     return _commit(chunk, parsed)
 
 
+# What parse_chunk raises for a chunk whose data cannot be read at all.
+UNREADABLE_CHUNK_ERRORS = (HeaderError, ExpositionError, SeriesError)
+
+
 def parse_chunk(chunk: Chunk) -> ParsedChunk:
-    """The chunk's rows; raises ``HeaderError`` or ``ExpositionError`` for an unreadable one."""
+    """The chunk's rows; raises one of ``UNREADABLE_CHUNK_ERRORS`` for an unreadable one.
+
+    A pushed chunk maps Prometheus's ``job`` and ``instance`` labels to GPU labels only when
+    ``PUSH_KEEP_JOB_INSTANCE_LABELS`` says so.
+    """
     if chunk.format is ChunkFormat.CSV:
         layout = ColumnLayout.from_names(chunk.columns)
         return parse_lines(chunk.data, layout, chunk.first_line)
     if chunk.scraped_at is None:
-        raise ExpositionError("an exposition chunk needs the time its page was scraped")
+        raise ExpositionError(f"a chunk of format {chunk.format} needs its scrape or arrival time")
+    keep_job_and_instance = settings.PUSH_KEEP_JOB_INSTANCE_LABELS or not chunk.pushed
+    if chunk.format is ChunkFormat.REMOTE_WRITE:
+        return parse_series(
+            chunk.data, received_at=chunk.scraped_at, keep_job_and_instance=keep_job_and_instance
+        )
     return parse_page(
         chunk.data,
         scraped_at=chunk.scraped_at,
         openmetrics=chunk.format is ChunkFormat.OPENMETRICS,
         source_times=chunk.stamp is None,
+        keep_job_and_instance=keep_job_and_instance,
+        first_line=chunk.first_line,
     )
 
 
-def _reject_past_retention(parsed: ParsedChunk, stamp: datetime | None) -> None:
+def reject_past_retention(parsed: ParsedChunk, stamp: datetime | None) -> None:
     """Reject rows whose stored time (the chunk's stamp, or their own) is past retention."""
     retention_days = settings.RETENTION_DAYS
     if not retention_days or not len(parsed):
@@ -178,11 +196,12 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
     partitions.ensure_partitions({batch.timestamps[at].astimezone(UTC).date() for at in used_times})
     rejected = parsed.rejected
     rows = len(batch.values)
-    label = counters.source_label(chunk.source_id)
+    label = counters.source_label(chunk.source_id, pushed=chunk.pushed)
     try:
         with transaction.atomic():
-            if not _claim_ledger(chunk, rows, len(rejected)):
+            if not claim_ledger(chunk.chunk_id, chunk.source_id, rows=rows, rejected=len(rejected)):
                 raise _AlreadyCommittedError
+            _forget_pushed(chunk)
             write_samples(batch)
             faults.failure_point(faults.COLLECTOR_MID_COMMIT)
             RejectedRow.objects.bulk_create(
@@ -217,7 +236,9 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
 
 
 def _skip_duplicate(chunk: Chunk) -> CollectResult:
-    """Count a delivery of a chunk the ledger already holds, which writes nothing else.
+    """Count a delivery of a chunk the ledger already holds, which writes nothing else but the
+    deletion of a pushed chunk's stored copy (a client's retry may store it again after the
+    first copy was committed; left, the re-publisher would delete it later).
 
     The count is its own small statement, committed after the duplicate is recognised and
     without waiting for the disk: a worker killed in between, or a database crash losing the
@@ -225,9 +246,16 @@ def _skip_duplicate(chunk: Chunk) -> CollectResult:
     holding the count to the ledger's standard would cost every duplicate a flush.
     """
     with _unflushed_transaction():
-        label = counters.source_label(chunk.source_id)
+        _forget_pushed(chunk)
+        label = counters.source_label(chunk.source_id, pushed=chunk.pushed)
         _count_one(label, chunk.chunk_id, Tally.SourceCounter.DUPLICATE_DELIVERIES)
     return CollectResult(chunk.chunk_id, "duplicate")
+
+
+def _forget_pushed(chunk: Chunk) -> None:
+    """Delete a pushed chunk's stored copy: committed, it needs no re-publishing."""
+    if chunk.pushed:
+        PushChunk.objects.filter(pk=chunk.chunk_id).delete()
 
 
 def _count_one(source_label: str, chunk_id: str, counter: Tally.SourceCounter) -> None:
@@ -245,14 +273,16 @@ def _unflushed_transaction() -> Iterator[None]:
         yield
 
 
-def _claim_ledger(chunk: Chunk, rows: int, rejected: int, *, dead_lettered: bool = False) -> bool:
+def claim_ledger(
+    chunk_id: str, source_id: int | None, *, rows: int, rejected: int, dead_lettered: bool = False
+) -> bool:
     """Insert the chunk's ledger row; False when a previous delivery already did."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ingest_ingestedchunk "
             "(chunk_id, source_id, committed_at, rows_committed, rows_rejected, dead_lettered) "
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chunk_id) DO NOTHING",
-            [chunk.chunk_id, chunk.source_id, timezone.now(), rows, rejected, dead_lettered],
+            [chunk_id, source_id, timezone.now(), rows, rejected, dead_lettered],
         )
         return bool(cursor.rowcount == 1)
 
@@ -295,11 +325,14 @@ def record_failure(payload: object, error: BaseException) -> None:
 
 def dead_letter_chunk(chunk: Chunk, payload: object, reason: str, attempts: int) -> CollectResult:
     """Store the chunk whole and mark it done in the ledger, so it is not re-published."""
-    label = counters.source_label(chunk.source_id)
+    label = counters.source_label(chunk.source_id, pushed=chunk.pushed)
     try:
         with transaction.atomic():
-            if not _claim_ledger(chunk, 0, 0, dead_lettered=True):
+            if not claim_ledger(
+                chunk.chunk_id, chunk.source_id, rows=0, rejected=0, dead_lettered=True
+            ):
                 raise _AlreadyCommittedError
+            _forget_pushed(chunk)
             DeadLetter.objects.create(
                 chunk_id=chunk.chunk_id,
                 source_id=chunk.source_id,

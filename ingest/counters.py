@@ -24,13 +24,16 @@ def stripe_for(chunk_id: str) -> int:
     return zlib.crc32(chunk_id.encode()) % Tally.STRIPES
 
 
-def source_label(source_id: int | None) -> str:
-    """The label a chunk of ``source_id`` is counted under in the per-source tallies.
+def source_label(source_id: int | None, *, pushed: bool = False) -> str:
+    """The label a chunk of ``source_id`` (or a ``pushed`` one, of no source) is counted under
+    in the per-source tallies.
 
     Read for every chunk (a primary-key lookup, small beside a chunk's commit) rather than
     cached, so a source the admin switches between scheduled and one-off is counted as what
     it is now.
     """
+    if pushed:
+        return Tally.PUSHES
     if source_id is None:
         return Tally.UNKNOWN_SOURCE
     scheduled = StreamSource.objects.filter(pk=source_id).values_list("scheduled", flat=True)

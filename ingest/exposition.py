@@ -37,7 +37,7 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families as text_families
-from prometheus_client.samples import Sample, Timestamp
+from prometheus_client.samples import Timestamp
 
 from ingest.blanks import SMALLEST_SENTINEL, blank_reason
 from ingest.dcgm import (
@@ -68,21 +68,25 @@ def parse_page(
     openmetrics: bool = False,
     source_times: bool = False,
     keep_job_and_instance: bool = True,
+    first_line: int = 1,
 ) -> ParsedChunk:
-    """The DCGM samples of one page; raises ``ExpositionError`` for a page it cannot read."""
+    """The DCGM samples of one page; raises ``ExpositionError`` for a page it cannot read.
+
+    ``first_line`` is the number of the page's first line (a part of a larger page).
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ExpositionError(f"the page is not UTF-8: {error}") from None
     families = _families(text, openmetrics)
-    lines = _sample_lines(text)
+    lines = _sample_lines(text, first_line)
     read = sum(len(family.samples) for family in families)
     if read != len(lines):
         raise ExpositionError(
             f"the page has {len(lines)} sample lines but {read} distinct samples "
             "(a series repeated at the same time?)"
         )
-    builder = _PageBuilder(scraped_at, source_times, keep_job_and_instance)
+    builder = LabelledRows(scraped_at, source_times, keep_job_and_instance)
     builder.add_families(families, iter(lines))
     return builder.parsed
 
@@ -97,17 +101,19 @@ def _families(text: str, openmetrics: bool) -> list[Metric]:
         raise ExpositionError(f"not a valid {kind} page: {error}"[:500]) from None
 
 
-def _sample_lines(text: str) -> list[tuple[int, str]]:
+def _sample_lines(text: str, first_line: int) -> list[tuple[int, str]]:
     """(line number, text) of the page's sample lines, in the order the parsers read them."""
     return [
         (number, line.rstrip("\n"))
-        for number, line in enumerate(io.StringIO(text), start=1)
+        for number, line in enumerate(io.StringIO(text), start=first_line)
         if line.strip() and not line.lstrip().startswith("#")
     ]
 
 
-class _PageBuilder:
-    """Fills a ``ParsedChunk`` from parsed families, each distinct series resolved once."""
+class LabelledRows:
+    """Fills a ``ParsedChunk`` from samples named by label sets, each distinct series resolved
+    once: the rows of an exposition page, and of series pushed by remote write
+    (``ingest.pushed_series``)."""
 
     def __init__(self, scraped_at: datetime, source_times: bool, keep_job_and_instance: bool):
         self.parsed = ParsedChunk(times=[scraped_at])
@@ -133,20 +139,40 @@ class _PageBuilder:
             for sample in family.samples:
                 line_number, raw = next(lines)
                 if sample.name == value_name:
-                    reason = self._add(family.name, sample, line_number)
+                    reason = self.add(
+                        self.series_of(sample.labels),
+                        family.name,
+                        sample.value,
+                        sample.timestamp,
+                        line_number,
+                    )
                 elif family.type == "counter" and sample.name == family.name + "_created":
                     continue
                 else:
                     reason = f"{sample.name} is not the value of the {family.type} {family.name}"
                 if reason is not None:
-                    raw_text = printable_line(raw.encode())
-                    self.rejections.append(RejectedLine(line_number, raw_text, reason))
-        self.parsed.rejected = self.rejections
+                    self.reject(line_number, raw, reason)
+        self.finish()
 
-    def _add(self, field: str, sample: Sample, line_number: int) -> str | None:
-        """Add the sample as a row; the reason it is rejected, or None."""
-        value, timestamp = sample.value, sample.timestamp
-        series = self._series(sample.labels)
+    def reject(self, line_number: int, raw: str, reason: str) -> None:
+        self.rejections.append(RejectedLine(line_number, printable_line(raw.encode()), reason))
+
+    def finish(self) -> ParsedChunk:
+        """The rows, with the rejections in line order."""
+        self.rejections.sort()
+        self.parsed.rejected = self.rejections
+        return self.parsed
+
+    def add(
+        self,
+        series: int | str,
+        field: str,
+        value: float,
+        timestamp: Timestamp | float | None,
+        line_number: int,
+    ) -> str | None:
+        """Add a sample of ``series`` (a ``series_of`` answer) as a row; the reason it is
+        rejected, or None. ``timestamp``: the exposition's own (seconds), or None."""
         if isinstance(series, str):
             return series
         if isinstance(value, float) and not math.isfinite(value):
@@ -175,7 +201,8 @@ class _PageBuilder:
         parsed.line_of_row.append(line_number)
         return None
 
-    def _series(self, labels: dict[str, str]) -> int | str:
+    def series_of(self, labels: dict[str, str]) -> int | str:
+        """The position of the device ``labels`` name in ``parsed.gpus``, or why they name none."""
         key = tuple(labels.items())
         known = self.series.get(key)
         if known is None:

@@ -17,6 +17,9 @@ STREAMER_AFTER_RECORD = "streamer-after-record"  # chunks committed as outstandi
 STREAMER_AFTER_PUBLISH = "streamer-after-publish"  # chunks published, not yet confirmed
 # A failure point: the chunk's attempt counted and its samples written, uncommitted.
 COLLECTOR_MID_COMMIT = "collector-mid-commit"
+# A failure point: a push's parts about to be stored, nothing written yet.
+PUSH_RECORD = "push-record"
+PUSH_AFTER_RECORD = "push-after-record"  # a push's parts committed, unpublished, unanswered
 
 _passes: dict[str, int] = {}
 

@@ -299,6 +299,34 @@ class IngestedChunk(models.Model):
         return self.chunk_id
 
 
+class PushChunk(models.Model):
+    """A part of a push (remote write, or an import over the API) not yet seen in the ledger.
+
+    The web process inserts every part of a request in one transaction before it answers 2xx,
+    then publishes them; the collector deletes the row in the transaction that writes its
+    ledger row, and a beat task publishes again, with the same id, any row older than
+    ``REPUBLISH_AFTER_SECONDS`` (``ingest.push``). The id derives from the body as sent, so a
+    client's byte-identical retry finds its parts here or in the ledger and adds nothing.
+    ``payload`` is the collect message itself (msgpack; the data inside it compressed), so
+    publishing again needs nothing else.
+    """
+
+    chunk_id = models.CharField(max_length=100, primary_key=True)
+    # The token that pushed it, as a plain number: deleting a token must not lose its data.
+    token_id = models.BigIntegerField()
+    format = models.CharField(max_length=16)
+    payload = models.BinaryField()
+    received_at = models.DateTimeField()
+    last_published_at = models.DateTimeField(db_index=True)
+    publish_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["last_published_at"]
+
+    def __str__(self) -> str:
+        return self.chunk_id
+
+
 class ChunkAttempt(models.Model):
     """How many deliveries of a chunk started processing; survives redelivery.
 
@@ -362,8 +390,9 @@ class Tally(models.Model):
     the same row and no single counter row serialises every commit. Names: ``metric:<id>``
     (samples stored), ``rejected`` (rows rejected), and per-source counters
     ``source:<label>:<counter>``, where the label is a source's id, ``import`` for every
-    one-off import (unscheduled sources, which would otherwise add counters without bound)
-    or ``unknown`` for a message that names no existing source.
+    one-off import (unscheduled sources, which would otherwise add counters without bound),
+    ``push`` for everything pushed over the API (remote write, imports), or ``unknown`` for a
+    message that names no existing source.
     """
 
     STRIPES = 16
@@ -372,6 +401,7 @@ class Tally(models.Model):
     SOURCE_PREFIX = "source:"
     IMPORTS = "import"
     UNKNOWN_SOURCE = "unknown"
+    PUSHES = "push"
 
     class SourceCounter(models.TextChoices):
         """What a per-source tally counts."""
@@ -381,6 +411,9 @@ class Tally(models.Model):
         CHUNKS_COMMITTED = "chunks_committed", "chunks committed"
         DUPLICATE_DELIVERIES = "duplicates", "deliveries of a chunk already done, skipped"
         DEAD_LETTERS = "dead_letters", "messages set aside as dead letters"
+        # Pushes only, counted once per body (ingest.push): neither stored nor rejected.
+        IGNORED_SAMPLES = "ignored_samples", "samples of series that are not DCGM fields"
+        STALE_MARKERS = "stale_markers", "Prometheus staleness markers, skipped"
 
     name = models.CharField(max_length=140)
     stripe = models.PositiveSmallIntegerField()

@@ -4,9 +4,10 @@ Every number is exact and comes from counters written in the collect transaction
 or from small tables (sources, outstanding chunks): never a count of the sample table, the
 ledger or the rejected rows, so a scrape costs the same at any size (three queries, and the
 broker's queue depth). Per-source series carry the source's name; every one-off import (a
-source nobody schedules, such as ``import_csv``'s) shares ``source="import"``, and a message
+source nobody schedules, such as ``import_csv``'s) shares ``source="import"``, everything
+pushed over the API (remote write, CSV and page imports) ``source="push"``, and a message
 that names no existing source is counted under ``source="unknown"``, so there are never more
-labels than the sources an admin registers, plus those two.
+labels than the sources an admin registers, plus those three.
 
 Each group of series is one function in ``FAMILIES``: a new kind of source with state of its
 own (scrape sources: up, last success, duration) adds a function there.
@@ -52,6 +53,14 @@ COUNTER_SERIES: dict[Tally.SourceCounter, tuple[str, str]] = {
     Tally.SourceCounter.DEAD_LETTERS: (
         "dead_letters",
         "Collect messages set aside as dead letters (unreadable, or failing too often).",
+    ),
+    Tally.SourceCounter.IGNORED_SAMPLES: (
+        "ignored_samples",
+        "Pushed samples of series that are not DCGM fields: neither stored nor rejected.",
+    ),
+    Tally.SourceCounter.STALE_MARKERS: (
+        "stale_markers",
+        "Prometheus staleness markers received by remote write: skipped, never stored.",
     ),
 }
 

@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Count, Max, Min, Sum
 from django.utils import timezone
 
+from ingest import push
 from ingest.models import Gpu, IngestedChunk, Metric, Tally
 from ingest.queues import queue_depth
 from telemetry_project.routing import COLLECT_QUEUE
@@ -40,6 +41,8 @@ def pipeline_stats() -> dict[str, Any]:
         **gpus,
         "metrics": per_metric,
         "rejected_rows": totals.get(Tally.REJECTED, 0),
+        "push_ignored_samples": totals.get(push.IGNORED_SAMPLES, 0),
+        "push_stale_markers": totals.get(push.STALE_MARKERS, 0),
         "collect_queue_depth": depth,
         "ingest_rate_per_s": round(recent_rows / RATE_WINDOW.total_seconds(), 3),
     }

@@ -21,9 +21,14 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
-from ingest import collector, partitions, retention, streamer
+from ingest import collector, partitions, push, retention, streamer
 from ingest.bounds import bounded_database_work
-from telemetry_project.routing import COLLECT_TASK, MAINTAIN_PARTITIONS_TASK, STREAM_TASK
+from telemetry_project.routing import (
+    COLLECT_TASK,
+    MAINTAIN_PARTITIONS_TASK,
+    REPUBLISH_PUSHES_TASK,
+    STREAM_TASK,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +119,19 @@ def _maintain_partitions() -> str:
     ahead = settings.PARTITIONS_AHEAD_DAYS
     partitions.ensure_partitions(now.date() + timedelta(days=offset) for offset in range(ahead + 1))
     return f"partitions ensured through +{ahead} days; {retention.enforce(now)}"
+
+
+@shared_task(name=REPUBLISH_PUSHES_TASK, ignore_result=True)
+def republish_pushes() -> str:
+    """Publish again pushed parts no collector has committed (``ingest.push.republish``)."""
+    try:
+        with bounded_database_work(settings.TASK_STATEMENT_TIMEOUT_SECONDS):
+            report = push.republish()
+    except INFRASTRUCTURE_ERRORS as error:
+        close_old_connections()
+        # The next beat tick, seconds away, tries again.
+        logger.warning("re-publishing pushed parts skipped: %s", error)
+        return f"skipped: {error}"
+    if report.republished or report.confirmed:
+        logger.info("republish_pushes %s", report)
+    return str(report)

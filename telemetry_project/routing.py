@@ -13,6 +13,7 @@ from __future__ import annotations
 STREAM_TASK = "ingest.stream"
 COLLECT_TASK = "ingest.collect"
 MAINTAIN_PARTITIONS_TASK = "ingest.maintain_partitions"
+REPUBLISH_PUSHES_TASK = "ingest.republish_pushes"
 
 # Streamers of the default site consume STREAM_QUEUE; a site's own streamers, beside its
 # files, consume ``stream.<site>``. Collectors consume COLLECT_QUEUE, wherever they run.
@@ -20,11 +21,13 @@ STREAM_QUEUE = "stream"
 COLLECT_QUEUE = "collect"
 DEFAULT_SITE = "default"
 
-# Partition maintenance needs the database only, which every streamer reaches.
+# Partition maintenance needs the database only, and re-publishing pushed parts the database
+# and the broker, which every streamer reaches.
 TASK_ROUTES = {
     STREAM_TASK: {"queue": STREAM_QUEUE},
     COLLECT_TASK: {"queue": COLLECT_QUEUE},
     MAINTAIN_PARTITIONS_TASK: {"queue": STREAM_QUEUE},
+    REPUBLISH_PUSHES_TASK: {"queue": STREAM_QUEUE},
 }
 
 

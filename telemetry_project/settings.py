@@ -367,6 +367,13 @@ API_DOCS_REQUIRE_LOGIN = env_bool("API_DOCS_REQUIRE_LOGIN", False)
 # batch or a CSV between the two would be refused before the push view could answer.
 PUSH_MAX_BODY_BYTES = env_int("PUSH_MAX_BODY_BYTES", 32 << 20, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PUSH_MAX_BODY_BYTES
+# Prometheus adds job and instance to every series it scrapes. They name the scrape (a job
+# name, the exporter's address, which changes when its pod moves), not the GPU, whose identity
+# is its UUID; kept, a GPU's labels would hold whichever address it was first pushed with.
+PUSH_KEEP_JOB_INSTANCE_LABELS = env_bool("PUSH_KEEP_JOB_INSTANCE_LABELS", False)
+# The Retry-After of a push answered 503 (the collect queue over COLLECT_QUEUE_MAX_DEPTH, or
+# the database or broker down). Prometheus retries a 5xx with its own backoff either way.
+PUSH_RETRY_AFTER_SECONDS = env_int("PUSH_RETRY_AFTER_SECONDS", 5, minimum=1)
 
 
 def _throttle_rate(name: str) -> str | None:

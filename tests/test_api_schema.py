@@ -37,7 +37,10 @@ from schemathesis import Case
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
 from schemathesis.hooks import HookContext
+from schemathesis.transport import SerializationContext
+from schemathesis.transport.serialization import Binary
 
+from api.models import ApiToken, hash_key
 from telemetry_project.wsgi import application
 from tests.support.reference import REFERENCE_CSV, REFERENCE_UUID, REPO
 
@@ -66,8 +69,16 @@ def operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any
                 yield path, method, operation
 
 
+# The write operations: their 2xx needs a valid body (a snappy-compressed protobuf, a DCGM
+# CSV), which test_push_write.py and test_push_imports.py send; a fuzzed body is refused.
+WRITE_STATUSES = {400, 401, 403, 411, 413, 415, 503}
+
+
 def expected_statuses(path: str, operation: dict[str, Any]) -> set[int]:
-    """The 200, a 404 for an unknown GPU, a 400 for a bad query parameter."""
+    """The 200, a 404 for an unknown GPU, a 400 for a bad query parameter; a write operation's
+    400 for a body it cannot read."""
+    if "requestBody" in operation:
+        return {400}
     expected = {200}
     if "{id}" in path:
         expected.add(404)
@@ -176,11 +187,14 @@ def test_every_operation_documents_its_error_statuses() -> None:
         expected = {str(status) for status in expected_statuses(path, operation)}
         if path == "/health":
             expected.add("503")  # the database or the broker is down
+        if "requestBody" in operation:
+            success = {"post /api/v1/write": "204"}.get(f"{method} {path}", "202")
+            expected |= {success, *map(str, WRITE_STATUSES)}
         missing += [f"{label}: {status}" for status in sorted(expected - responses.keys())]
         missing += [
             f"{label}: {status} has no JSON body"
             for status in sorted(expected & responses.keys())
-            if "application/json" not in responses[status].get("content", {})
+            if "application/json" not in responses[status].get("content", {}) and status != "204"
         ]
     assert len(list(operations(schema))) >= 9, "operations are missing from the schema"
     assert not missing, missing
@@ -225,6 +239,15 @@ def test_an_aggregate_range_beyond_the_calendar_is_refused_not_crashed_on(
     assert set(statuses.values()) <= {200, 400}, statuses
 
 
+@pytest.mark.parametrize("query", ["offset=0.0", "limit=10.0", "offset=1e2"])
+def test_a_page_parameter_written_as_a_decimal_is_a_400_naming_it(
+    live_api: Client, query: str
+) -> None:
+    response = live_api.get(f"/api/v1/gpus?{query}")
+    assert response.status_code == 400
+    assert response.json() == {query.partition("=")[0]: ["A valid integer is required."]}
+
+
 def test_every_400_maps_each_parameter_to_a_list_of_messages(live_api: Client) -> None:
     bodies = {
         url: live_api.get(url).json()
@@ -266,10 +289,16 @@ SCHEMATHESIS_SEED = 20250718
 SCHEMATHESIS_MAX_EXAMPLES = 100
 
 
+# A token that may write (made by the write_token fixture), which schemathesis presents as the
+# schema's bearer scheme asks (and leaves out or spoils in its negative cases); reads ignore it.
+WRITE_TOKEN_KEY = "schemathesis-write-token-" + "k" * 32
+
+
 def schemathesis_config() -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": SCHEMATHESIS_SEED,
+            "auth": {"openapi": {"apiToken": {"bearer": WRITE_TOKEN_KEY}}},
             "generation": {
                 "mode": "all",  # valid and invalid inputs
                 "max-examples": SCHEMATHESIS_MAX_EXAMPLES,
@@ -301,6 +330,15 @@ def flatmap_path_parameters(
         st.just(path_parameters),
         REAL_UUIDS.map(lambda uuid: {**path_parameters, "id": uuid}),
     )
+
+
+@schemathesis.serializer("application/x-protobuf", "text/csv", "text/plain")
+def binary_body(context: SerializationContext, value: object) -> bytes:
+    """The bytes of a generated ``format: binary`` body (the write operations' bodies), which
+    schemathesis's own text serializer would send empty."""
+    if isinstance(value, Binary):
+        return value.data
+    return str(value).encode()
 
 
 # The schema the running application serves (building it needs no database).
@@ -340,7 +378,18 @@ def schemathesis_run(
         pytest.fail(f"{label} never answered {sorted(missing)}: the run did not reach them")
 
 
-@pytest.mark.usefixtures(schemathesis_run.__name__)
+@pytest.fixture(scope="module")
+def write_token(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+    """A token that may write, whose key is WRITE_TOKEN_KEY."""
+    with django_db_blocker.unblock():
+        token, _ = ApiToken.objects.get_or_create(
+            name="schemathesis", defaults={"key_hash": hash_key(WRITE_TOKEN_KEY), "can_write": True}
+        )
+        yield
+        token.delete()
+
+
+@pytest.mark.usefixtures(write_token.__name__, schemathesis_run.__name__)
 @API_SCHEMA.parametrize()
 def test_schemathesis_finds_no_server_error_and_no_check_failure(case: Case[Any]) -> None:
     # Every check but positive_data_acceptance, on every case of the examples, coverage and

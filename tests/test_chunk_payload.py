@@ -204,6 +204,16 @@ def test_from_payload_rejects_a_non_integer_source(source: object) -> None:
         Chunk.from_payload(good_payload(source=source))
 
 
+def test_a_pushed_chunk_belongs_to_no_source_and_comes_back_as_sent() -> None:
+    chunk = make_chunk(
+        chunk_id=f"{chunks.PUSH_PREFIX}7:{'0f' * 32}:2", source_id=None, stamp=None,
+        format=chunks.ChunkFormat.REMOTE_WRITE, scraped_at=datetime(2025, 7, 18, tzinfo=UTC),
+    )  # fmt: skip
+    back = Chunk.from_payload(chunk.to_payload())
+    assert back == chunk
+    assert back.pushed
+
+
 def test_from_payload_rejects_a_fractional_source_number() -> None:
     with pytest.raises(PayloadError):
         Chunk.from_payload(good_payload(source=3.7))

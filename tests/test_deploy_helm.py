@@ -210,6 +210,8 @@ def test_every_value_is_documented_with_a_param_comment() -> None:
         "django.apiRequireToken=sometimes",
         "web.metrics.serviceMonitor.interval=often",
         "web.metrics.serviceMonitor.tokenSecret.name=Not A Name",
+        "web.ingress.paths={api/v1/write}",
+        "pipeline.pushMaxBodyBytes=100",
     ],
 )
 def test_schema_rejects_nonsense(option: str) -> None:
@@ -870,6 +872,74 @@ def test_config_keys_are_variables_the_project_reads() -> None:
             if not config["metadata"]["name"].endswith("-csv"):
                 unread = [key for key in config["data"] if not re.search(rf"\b{key}\b", known)]
                 assert unread == [], values_file
+
+
+# --- Push: remote write through the web Service and an ingress ----------------------------
+
+
+NGINX_BODY_SIZE = "nginx.ingress.kubernetes.io/proxy-body-size"
+
+
+def test_remote_write_goes_through_the_web_service_and_an_ingress_documented_for_it(
+    tmp_path: Path,
+) -> None:
+    ingress_values = tmp_path / "ingress.yaml"
+    ingress_values.write_text(
+        yaml.safe_dump(
+            {
+                "web": {
+                    "ingress": {
+                        "paths": ["/api/v1/write"],
+                        "className": "nginx",
+                        "annotations": {NGINX_BODY_SIZE: "32m"},
+                        "tls": [
+                            {"secretName": "telemetry-tls", "hosts": ["telemetry.example.com"]}
+                        ],
+                    }
+                }
+            }
+        )
+    )
+    manifests = render("values-all-in-one.yaml", "-f", str(ingress_values))
+    (ingress,) = of_kind(manifests, "Ingress").values()
+    assert ingress["metadata"]["annotations"] == {NGINX_BODY_SIZE: "32m"}
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [
+        {"secretName": "telemetry-tls", "hosts": ["telemetry.example.com"]}
+    ]
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/api/v1/write", "Prefix")
+    backend = path["backend"]["service"]
+    # The backend is the web Service, whose selector picks the web pods' port 8000.
+    service = of_kind(manifests, "Service")[backend["name"]]
+    assert component(service) == "web"
+    (port,) = service["spec"]["ports"]
+    assert port["name"] == backend["port"]["name"] == "http"
+    web = deployments(manifests)["web"]
+    assert (
+        service["spec"]["selector"].items() <= web["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in main_container(web)[
+        "ports"
+    ]
+
+
+def test_by_default_the_ingress_routes_everything_remote_write_included() -> None:
+    (ingress,) = of_kind(render("values-all-in-one.yaml"), "Ingress").values()
+    assert [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/"]
+
+
+def test_push_settings_reach_every_role() -> None:
+    manifests = render(
+        "values.yaml",
+        "--set", "pipeline.pushMaxBodyBytes=67108864",
+        "--set", "pipeline.pushKeepJobInstanceLabels=true",
+    )  # fmt: skip
+    for role in ("web", "collector"):
+        environment = container_environment(manifests, main_container(deployments(manifests)[role]))
+        assert environment["PUSH_MAX_BODY_BYTES"] == "67108864"
+        assert environment["PUSH_KEEP_JOB_INSTANCE_LABELS"] == "1"
 
 
 # --- Broker options -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Push bodies over HTTP: the size limit (413), the media types and content codings each
 endpoint takes (415), a required Content-Length (411), gzip within the limit (a gzip bomb is
-refused having cost at most the limit), and never a 500 whatever the body."""
+refused having cost at most the limit). Bodies that do not decode, and never a 500 whatever
+the body, are tested on the real write endpoint (test_push_write.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,10 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from pytest_django.fixtures import Settings
 
 from api.models import ApiToken
-from tests.support.remote_write import NOW_MS, REFERENCE_BODY, body_of, snappy
+from tests.support.remote_write import NOW_MS, REFERENCE_BODY, body_of
 
 pytestmark = [pytest.mark.urls("tests.support.write_views"), pytest.mark.django_db]
 
@@ -160,40 +158,6 @@ def test_a_remote_write_request_is_read(writer: Client, content_type: str) -> No
     )
     assert response.status_code == 200, response.content
     assert response.json()["samples"] == 50
-
-
-@pytest.mark.parametrize(
-    ("body", "status", "detail"),
-    [
-        (REFERENCE_BODY[: len(REFERENCE_BODY) // 2], 400, "The snappy block is corrupt"),
-        (snappy(b"garbage, not protobuf"), 400, "The body is not a remote write WriteRequest"),
-        (bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x07]), 413, "The snappy block declares 2147483647 bytes"),
-    ],
-    ids=["cut-in-half", "snappy-of-garbage", "two-gigabyte-claim"],
-)
-def test_a_bad_remote_write_body_is_refused_with_its_reason(
-    writer: Client, body: bytes, status: int, detail: str
-) -> None:
-    response = remote_write(writer, body)
-    assert response.status_code == status
-    assert response.json()["detail"].startswith(detail)
-
-
-@hypothesis_settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    body=st.one_of(
-        st.binary(max_size=512),
-        st.binary(max_size=512).map(snappy),
-        st.integers(1, len(REFERENCE_BODY)).map(lambda cut: REFERENCE_BODY[:cut]),
-    ),
-    encoding=st.sampled_from(["snappy", "gzip", ""]),
-)
-def test_no_remote_write_body_is_ever_a_500(writer: Client, body: bytes, encoding: str) -> None:
-    response = remote_write(writer, body, **{"content-encoding": encoding})
-    assert response.status_code in {200, 400, 413, 415}, response.content
-    assert "detail" in response.json() or response.status_code == 200
 
 
 def test_samples_ahead_of_the_clock_are_counted_over_http(writer: Client) -> None:

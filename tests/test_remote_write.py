@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from ingest import remote_write
 from ingest.remote_write import (
     FUTURE_TOLERANCE_MS,
-    STALE_NAN_BITS,
     DeclaredLengthError,
     RemoteWriteError,
     WriteBatch,
@@ -27,14 +26,17 @@ from ingest.remote_write import (
 )
 from ingest.remote_write_pb2 import WriteRequest
 from tests.support.reference import REPO
-from tests.support.remote_write import GPU_LABELS, NOW_MS, REFERENCE_BODY, body_of, snappy
+from tests.support.remote_write import (
+    GPU_LABELS,
+    NOW_MS,
+    REFERENCE_BODY,
+    STALE_MARKER,
+    body_of,
+    from_bits,
+    snappy,
+)
 
 LIMIT = 1 << 20
-
-
-def from_bits(bits: int) -> float:
-    value: float = struct.unpack("<d", struct.pack("<Q", bits))[0]
-    return value
 
 
 def bits_of(value: float) -> int:
@@ -42,7 +44,6 @@ def bits_of(value: float) -> int:
     return bits
 
 
-STALE_MARKER = from_bits(STALE_NAN_BITS)
 PROMETHEUS_NORMAL_NAN = from_bits(0x7FF8000000000001)  # what Prometheus sends for NaN
 
 

@@ -1,9 +1,17 @@
 """A real Prometheus (Debian's 2.42, ``make prometheus-tools``) scrapes a page in
-dcgm-exporter's format whose values change every scrape, and remote-writes to a
-write-protected view that reads each request as the remote write endpoint does. What the view
-decoded must be exactly what Prometheus stored: every sample, once, with its own timestamp
-and the labels Prometheus added; the GPU that vanished leaves one staleness marker per
-series, counted and not a sample.
+dcgm-exporter's format whose values change every scrape, and remote-writes with a write token.
+
+First to a write-protected view that reads each request as the remote write endpoint does:
+what it decoded must be exactly what Prometheus stored, every sample once, with its own
+timestamp and the labels Prometheus added; the GPU that vanished leaves one staleness marker
+per series, counted and not a sample.
+
+Then to the pipeline itself: ``/api/v1/write`` served by gunicorn, with real collector,
+streamer and beat processes. The samples the pipeline stored must equal, series by series,
+value and timestamp, those Prometheus holds (its query API, a range selector covering the whole
+run): nothing missing, nothing twice. The same holds with the web process SIGKILLed and started
+again while Prometheus sends, and with the collectors stopped long enough for the collect queue
+to reach its bound and the endpoint to answer 503 (``make test-slow``).
 """
 
 from __future__ import annotations
@@ -13,19 +21,28 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.live_server_helper import LiveServer
 
 from api.models import ApiToken
+from ingest import push
+from ingest.models import PushChunk, RejectedRow, Sample, Tally
 from tests.support.fault_servers import free_port
-from tests.support.workers import wait_for
+from tests.support.push import start_beat, start_web
+from tests.support.workers import Worker, WorkerFactory, wait_for
 from tests.support.write_views import received
 
 pytestmark = [pytest.mark.integration, pytest.mark.urls("tests.support.write_views")]
@@ -94,16 +111,12 @@ def exporter() -> Iterator[str]:
     server.server_close()
 
 
-@pytest.fixture
-def prometheus(
-    tmp_path: Path, exporter: str, live_server: LiveServer, transactional_db: None
-) -> Iterator[str]:
-    """A Prometheus scraping the exporter every second and remote-writing to the live server
-    with a write token; returns its address."""
-    key = ApiToken.issue("prometheus", can_write=True).new_key
-    received.take()
+@contextmanager
+def running_prometheus(folder: Path, exporter: str, write_url: str, key: str) -> Iterator[str]:
+    """A Prometheus scraping the exporter every second and remote-writing to ``write_url`` with
+    the token ``key``; yields its address."""
     port = free_port()
-    config = tmp_path / "prometheus.yml"
+    config = folder / "prometheus.yml"
     config.write_text(
         json.dumps(  # JSON is YAML
             {
@@ -113,10 +126,11 @@ def prometheus(
                 ],
                 "remote_write": [
                     {
-                        "url": f"{live_server.url}/write",
+                        "url": write_url,
                         "authorization": {"type": "Bearer", "credentials": key},
                         # One shard keeps the order of the write-ahead log, and a short
-                        # deadline sends each scrape within a second.
+                        # deadline sends each scrape within a second; a failed batch is sent
+                        # again within a second.
                         "queue_config": {
                             "min_shards": 1,
                             "max_shards": 1,
@@ -129,18 +143,19 @@ def prometheus(
             }
         )
     )
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-        ],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    log_path = folder / "prometheus.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     address = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _ready(address) or process.poll() is not None, 30, what="prometheus")
-        assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
+        assert process.poll() is None, log_path.read_text()
         yield address
     finally:
         process.send_signal(signal.SIGTERM)
@@ -149,7 +164,17 @@ def prometheus(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
+
+
+@pytest.fixture
+def prometheus(
+    tmp_path: Path, exporter: str, live_server: LiveServer, transactional_db: None
+) -> Iterator[str]:
+    """A Prometheus remote-writing to the write-protected test view of the live server."""
+    key = ApiToken.issue("prometheus", can_write=True).new_key
+    received.take()
+    with running_prometheus(tmp_path, exporter, f"{live_server.url}/write", key) as address:
+        yield address
 
 
 def fetch(url: str) -> bytes:
@@ -219,3 +244,158 @@ def test_what_prometheus_remote_writes_is_decoded_exactly_as_it_stored_it(
             vanished = ("gpu", VANISHING_GPU) in labels
             assert len(samples) == (SCRAPES_WITH_EVERY_GPU if vanished else COMPARED_SAMPLES)
     assert stale_markers == len(METRICS)  # one per series of the GPU that left
+
+
+# --- Through the pipeline -------------------------------------------------------------------
+
+RUN_SECONDS = 30
+# The comparison covers samples up to this long before the run's end: scraped by then for sure.
+SETTLE_SECONDS = 3
+# A range selector reaching back before the run started.
+WINDOW = "5m"
+Samples = dict[tuple[str, str], list[tuple[int, float]]]
+
+
+@dataclass
+class Pipeline:
+    """The pipeline's processes: gunicorn serving the API, collector, streamer and beat."""
+
+    workers: WorkerFactory
+    port: int
+    key: str
+    web: Worker
+    collectors: list[Worker]
+
+    @property
+    def write_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1/write"
+
+    def restart_web(self) -> None:
+        self.web = start_web(self.workers, self.port)
+
+
+def start_pipeline(workers: WorkerFactory) -> Pipeline:
+    key = ApiToken.issue("prometheus", can_write=True).new_key
+    port = free_port()
+    web = start_web(workers, port)
+    collector = workers.collector()
+    workers.streamer()  # runs the re-publisher
+    start_beat(workers)
+    return Pipeline(workers, port, key, web, [collector])
+
+
+def prometheus_metric(address: str, name: str) -> float:
+    """The value of one of Prometheus's own metrics (its single remote write queue's)."""
+    for family in text_string_to_metric_families(fetch(f"{address}/metrics").decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"Prometheus has no metric {name}")
+
+
+def held_by_prometheus(address: str, until_s: float) -> Samples:
+    """Every DCGM sample Prometheus holds up to ``until_s``, by (UUID, metric)."""
+    query = urllib.parse.urlencode(
+        {"query": f'{{__name__=~"DCGM_FI_.*"}}[{WINDOW}]', "time": f"{until_s:.3f}"}
+    )
+    result = json.loads(fetch(f"{address}/api/v1/query?{query}"))["data"]["result"]
+    return {
+        (series["metric"]["UUID"], series["metric"]["__name__"]): [
+            (round(float(stamp) * 1000), float(value)) for stamp, value in series["values"]
+        ]
+        for series in result
+    }
+
+
+def stored_by_pipeline(until_s: float) -> Samples:
+    """Every sample the pipeline stored up to ``until_s``, by (UUID, metric), in time order."""
+    stored: Samples = defaultdict(list)
+    rows = (
+        Sample.objects.filter(timestamp__lte=datetime.fromtimestamp(until_s, UTC))
+        .order_by("timestamp", "id")
+        .values_list("gpu__uuid", "metric__name", "timestamp", "value")
+    )
+    for uuid, metric, timestamp, value in rows:
+        stored[(uuid, metric)].append((round(timestamp.timestamp() * 1000), value))
+    return dict(stored)
+
+
+def compare_after_the_run(prometheus: str, started: float) -> Samples:
+    """Wait until Prometheus has sent, and the pipeline committed, everything up to a moment
+    of the run; return what Prometheus holds up to it, checked equal to what was stored."""
+    until = started + RUN_SECONDS - SETTLE_SECONDS
+    highest_sent = "prometheus_remote_storage_queue_highest_sent_timestamp_seconds"
+    wait_for(lambda: prometheus_metric(prometheus, highest_sent) >= until, 120, what="sending")
+    # Every part holding a sample up to `until` was answered 2xx by now, so it is stored;
+    # once none received before now waits, all of them are committed.
+    sent_by = timezone.now()
+    wait_for(
+        lambda: not PushChunk.objects.filter(received_at__lte=sent_by).exists(),
+        120,
+        what="the parts received to be committed",
+    )
+    held = held_by_prometheus(prometheus, until)
+    assert len(held) == len(GPUS) * len(METRICS), held.keys()
+    assert all(len(samples) >= SCRAPES_WITH_EVERY_GPU for samples in held.values())
+    stored = stored_by_pipeline(until)
+    for series, samples in held.items():
+        assert stored.get(series) == samples, series
+    assert stored.keys() == held.keys()
+    assert not RejectedRow.objects.exists()
+    # One marker per series of the GPU that left, whatever the retries.
+    assert Tally.totals()[push.STALE_MARKERS] == len(METRICS)
+    return held
+
+
+@pytest.fixture
+def pipeline(workers: WorkerFactory, pipeline_env: dict[str, str]) -> Pipeline:
+    return start_pipeline(workers)
+
+
+def test_the_pipeline_stores_exactly_the_samples_prometheus_holds(
+    tmp_path: Path, exporter: str, pipeline: Pipeline
+) -> None:
+    with running_prometheus(tmp_path, exporter, pipeline.write_url, pipeline.key) as prometheus:
+        started = time.time()
+        time.sleep(RUN_SECONDS)
+        held = compare_after_the_run(prometheus, started)
+    steady = held[(GPUS["0"][0], METRICS[0])]
+    assert len(steady) >= RUN_SECONDS // 2  # one a second, from Prometheus's first scrape
+
+
+@pytest.mark.slow
+def test_a_web_process_sigkilled_and_restarted_while_prometheus_sends_loses_and_doubles_nothing(
+    tmp_path: Path, exporter: str, pipeline: Pipeline
+) -> None:
+    with running_prometheus(tmp_path, exporter, pipeline.write_url, pipeline.key) as prometheus:
+        started = time.time()
+        retried = "prometheus_remote_storage_samples_retried_total"
+        time.sleep(RUN_SECONDS / 3)
+        pipeline.web.kill()
+        wait_for(lambda: prometheus_metric(prometheus, retried) > 0, 30, what="a failed send")
+        time.sleep(3)
+        pipeline.restart_web()
+        time.sleep(max(0.0, started + RUN_SECONDS - time.time()))
+        compare_after_the_run(prometheus, started)
+
+
+@pytest.mark.slow
+def test_collectors_stopped_until_writes_are_refused_with_503_lose_and_double_nothing(
+    tmp_path: Path, exporter: str, workers: WorkerFactory, pipeline_env: dict[str, str]
+) -> None:
+    pipeline_env["COLLECT_QUEUE_MAX_DEPTH"] = "2"
+    pipeline = start_pipeline(workers)
+    with running_prometheus(tmp_path, exporter, pipeline.write_url, pipeline.key) as prometheus:
+        started = time.time()
+        time.sleep(RUN_SECONDS / 4)
+        for collector in pipeline.collectors:
+            collector.terminate()
+        wait_for(
+            lambda: "Service Unavailable: /api/v1/write" in pipeline.web.output(),
+            60,
+            what="the collect queue to fill and writes to be refused",
+        )
+        time.sleep(5)  # Prometheus keeps retrying the refused batch
+        workers.collector()
+        time.sleep(max(0.0, started + RUN_SECONDS - time.time()))
+        compare_after_the_run(prometheus, started)

@@ -22,6 +22,7 @@ from pytest_django.fixtures import Settings
 
 from api import urls as api_urls
 from api.models import ApiToken
+from api.push_views import PushView
 from tests.support.reference import REPO
 
 STRONG_KEY = secrets.token_urlsafe(48)  # 64 characters
@@ -212,18 +213,26 @@ def test_a_malformed_throttle_rate_is_refused(tmp_path: Path, rate: str) -> None
 API_PATTERNS = [p for p in api_urls.urlpatterns if isinstance(p, URLPattern)]
 
 
-def api_paths() -> list[str]:
-    """Every /api/v1 route, a detail route with an id that names no GPU."""
+def is_push(pattern: URLPattern) -> bool:
+    return issubclass(getattr(pattern.callback, "cls", object), PushView)
+
+
+def api_paths(*, push: bool = False) -> list[str]:
+    """Every read-only /api/v1 route (or every push route), a detail route with an id that
+    names no GPU."""
     paths = []
     for pattern in API_PATTERNS:
+        if is_push(pattern) != push:
+            continue
         kwargs = {"id": "no-such-gpu"} if "id" in pattern.pattern.regex.groupindex else {}
         paths.append(reverse(f"api:{pattern.name}", kwargs=kwargs))
     return paths
 
 
 def test_every_api_route_is_covered() -> None:
-    assert len(API_PATTERNS) == len(api_urls.urlpatterns) >= 8
-    assert all(path.startswith("/api/v1/") for path in api_paths())
+    assert len(API_PATTERNS) == len(api_urls.urlpatterns) >= 11
+    assert len(api_paths(push=True)) == 3
+    assert all(path.startswith("/api/v1/") for path in api_paths() + api_paths(push=True))
 
 
 @pytest.fixture
@@ -270,6 +279,19 @@ def test_a_required_token_guards_every_api_route(
     # A detail route for a GPU that does not exist: authorised, then not found.
     assert with_token.status_code == (404 if "no-such-gpu" in path else 200), with_token.content
     assert with_bearer.status_code == with_token.status_code
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", api_paths(push=True))
+def test_the_push_routes_need_a_write_token_and_take_only_posts(
+    client: Client, token: str, path: str
+) -> None:
+    writer = ApiToken.issue("writer", can_write=True).new_key
+    assert client.post(path).status_code == 401  # whatever API_REQUIRE_TOKEN says
+    assert client.post(path, headers={"authorization": f"Bearer {token}"}).status_code == 403
+    for method in ("get", "put", "patch", "delete"):
+        response = getattr(client, method)(path, headers={"authorization": f"Bearer {writer}"})
+        assert response.status_code == 405, (method, response.content)
 
 
 @pytest.mark.django_db

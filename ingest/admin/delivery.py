@@ -1,4 +1,5 @@
-"""The delivery state: outstanding chunks, the ledger, attempts, rejected rows, dead letters.
+"""The delivery state: outstanding chunks, pushed parts, the ledger, attempts, rejected rows,
+dead letters.
 
 All read-only: a hand-edited ledger row would let a redelivered chunk in twice. The one
 action is the dead letters' replay (``ingest.dead_letters``). docs/design.md, "Delivery
@@ -23,6 +24,7 @@ from ingest.models import (
     DeadLetter,
     IngestedChunk,
     OutstandingChunk,
+    PushChunk,
     RejectedRow,
     Tally,
     chunk_id_for,
@@ -79,6 +81,16 @@ class OutstandingChunkAdmin(ReadOnlyAdmin[OutstandingChunk]):
     def chunk_id(self, chunk: OutstandingChunk) -> str:
         cursor = chunk.cursor
         return chunk_id_for(cursor.source_id, cursor.shard, chunk.pass_number, chunk.start_offset)
+
+
+@admin.register(PushChunk)
+class PushChunkAdmin(ChunkIdSearch[PushChunk], ReadOnlyAdmin[PushChunk]):
+    """Pushed parts (remote write, imports) stored and not yet committed by a collector."""
+
+    list_display = ("chunk_id", "token_id", "format", "received_at", "last_published_at",
+                    "publish_count")  # fmt: skip
+    list_filter = ("format",)
+    exclude = ("payload",)
 
 
 @admin.register(IngestedChunk)

@@ -1,12 +1,18 @@
-"""Prometheus remote write 1.0 bodies for tests: a WriteRequest, snappy-compressed as senders
-send it."""
+"""Prometheus remote write 1.0 bodies for tests: a WriteRequest built with the generated
+protobuf module, snappy-compressed as senders send it."""
 
 from __future__ import annotations
 
+import struct
+
 import cramjam
 
+from ingest.remote_write import STALE_NAN_BITS
 from ingest.remote_write_pb2 import WriteRequest
 from tests.support.reference import REFERENCE_UUID
+
+Labels = list[tuple[str, str]]
+Samples = list[tuple[int, float]]
 
 NOW_MS = 1_752_846_154_000  # 2025-07-18T13:42:34Z
 GPU_LABELS = {
@@ -21,13 +27,19 @@ GPU_LABELS = {
 }
 
 
+def from_bits(bits: int) -> float:
+    value: float = struct.unpack("<d", struct.pack("<Q", bits))[0]
+    return value
+
+
+STALE_MARKER = from_bits(STALE_NAN_BITS)
+
+
 def snappy(message: bytes) -> bytes:
     return bytes(cramjam.snappy.compress_raw(message))
 
 
-def body_of(
-    *series: tuple[list[tuple[str, str]], list[tuple[int, float]]], metadata: int = 0
-) -> bytes:
+def body_of(*series: tuple[Labels, Samples], metadata: int = 0) -> bytes:
     """A remote write body: each series as (labels in order, samples as (ms, value))."""
     request = WriteRequest()
     for labels, samples in series:

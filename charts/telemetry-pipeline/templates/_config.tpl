@@ -26,6 +26,8 @@ RETRY_BACKOFF_MAX_SECONDS: {{ .Values.pipeline.retryBackoffMaxSeconds | quote }}
 RETENTION_DAYS: {{ .Values.pipeline.retentionDays | quote }}
 PARTITION_DAYS: {{ .Values.pipeline.partitionDays | quote }}
 PARTITIONS_AHEAD_DAYS: {{ .Values.pipeline.partitionsAheadDays | quote }}
+PUSH_MAX_BODY_BYTES: {{ .Values.pipeline.pushMaxBodyBytes | int64 | quote }}
+PUSH_KEEP_JOB_INSTANCE_LABELS: {{ ternary "1" "0" .Values.pipeline.pushKeepJobInstanceLabels | quote }}
 {{- /* Streamers read files only under these: the image's data and the chart's CSV mounts. */}}
 STREAM_SOURCE_DIRS: {{ list "/app/data" .Values.csv.pvc.mountPath .Values.csv.configMap.mountPath | join "," | quote }}
 WAIT_FOR_MIGRATIONS: "1"
