@@ -159,7 +159,12 @@ class Sample(models.Model):
 
 
 class StreamSource(models.Model):
-    """A CSV file or http(s) URL streamed into the pipeline by beat-scheduled stream ticks."""
+    """A CSV file or http(s) URL streamed into the pipeline by beat-scheduled stream ticks,
+    or an exporter page scraped once per interval-aligned slot."""
+
+    class Kind(models.TextChoices):
+        FILE = "file", "a CSV file or URL read in chunks"
+        SCRAPE = "scrape", "a dcgm-exporter page fetched once per interval"
 
     class TimestampMode(models.TextChoices):
         PROCESSING = "processing", "stamp rows with the time they are processed"
@@ -170,10 +175,14 @@ class StreamSource(models.Model):
         FAST = "fast", "as many batches as the bounds allow"
 
     name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.FILE)
     location = models.CharField(max_length=2048, help_text="A file path or an http(s) URL.")
     batch_size = models.PositiveIntegerField(default=1000, help_text="Rows per chunk.")
     interval_seconds = models.PositiveIntegerField(default=5, help_text="Seconds between ticks.")
     loop = models.BooleanField(default=False, help_text="Start again at the end of the file.")
+    follow = models.BooleanField(
+        default=False, help_text="Keep reading rows appended after the end, like tail -F."
+    )
     timestamp_mode = models.CharField(
         max_length=16, choices=TimestampMode.choices, default=TimestampMode.PROCESSING
     )
@@ -195,6 +204,10 @@ class StreamSource(models.Model):
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     throttled_ticks = models.BigIntegerField(default=0, editable=False)
+    # A scrape source's health, written by each scrape: what /metrics and the dashboard show.
+    last_scrape_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_scrape_duration_seconds = models.FloatField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
