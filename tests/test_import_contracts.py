@@ -89,3 +89,10 @@ def test_the_image_tree_runs_without_the_tools(tmp_path: Path) -> None:
     commands = manage("help", "--commands")
     assert "import_csv" in commands.stdout.split()
     assert "generate_dcgm" not in commands.stdout.split()
+    # The API docs page's own template (no CDN fonts), not drf-spectacular's default.
+    redoc = manage(
+        "shell", "-c",
+        "from django.template.loader import get_template;"
+        "print(get_template('drf_spectacular/redoc.html').origin.name)",
+    )  # fmt: skip
+    assert redoc.stdout.splitlines()[-1] == str(tmp_path / "templates/drf_spectacular/redoc.html")
