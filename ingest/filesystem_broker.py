@@ -48,3 +48,10 @@ class Channel(DeadLetteringChannel, filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    # A folder has no host. kombu's default for virtual transports names one, and every
+    # connection then logs "No hostname was supplied. Reverting to default 'localhost'",
+    # a warning the user of the embedded broker can do nothing about.
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        return {}

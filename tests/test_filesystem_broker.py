@@ -101,3 +101,15 @@ def test_racing_puts_and_gets_never_read_a_partial_message(
     assert sorted(message["number"] for message in received) == list(range(total))
     assert all(message["padding"] == PADDING for message in received)
     assert list((tmp_path / "queue").iterdir()) == []  # no unfinished file left behind
+
+
+def test_a_connection_to_the_folder_logs_no_hostname_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "queue").mkdir()
+    with caplog.at_level("WARNING"), connect("ingest.filesystem_broker:Transport", tmp_path) as c:
+        channel: Any = c.default_channel
+        channel._put(QUEUE, {"number": 1})
+        assert c.info()["hostname"] is None
+
+    assert [record.getMessage() for record in caplog.records] == []
