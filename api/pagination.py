@@ -2,7 +2,9 @@
 
 ``CountedPagination`` serves the small tables (GPUs, hosts); ``UncountedPagination`` serves
 samples, where a total would mean counting millions of rows: it fetches one row more than
-the page to know whether a next page exists, and finds a deep page by its timestamp.
+the page to know whether a next page exists. Its ``next`` links carry a keyset cursor
+(``api.cursors``), so following them costs what the first page costs; a deep page asked for
+by offset is found by its timestamp.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
+from api.cursors import Cursor, CursorError
 from api.params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, flat_errors, reject_empty
 
 # Offsets up to this many rows are skipped by the database as it reads them: no more rows
@@ -45,18 +49,39 @@ class PageParams(serializers.Serializer[dict[str, int]]):
     offset = WholeNumberField(min_value=0, max_value=2**53, default=0, help_text="Rows to skip.")
 
 
+class SamplePageParams(PageParams):
+    cursor = serializers.CharField(
+        required=False, max_length=200,
+        help_text="Where the previous page ended, as its `next` link gives it (opaque). "
+        "Not together with offset.",
+    )  # fmt: skip
+
+    def validate_cursor(self, text: str) -> Cursor:
+        try:
+            return Cursor.decode(text)
+        except CursorError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "cursor" in attrs and attrs["offset"]:
+            raise serializers.ValidationError({"cursor": "give cursor or offset, not both."})
+        return attrs
+
+
 class CountedPagination(LimitOffsetPagination):
     default_limit = DEFAULT_PAGE_SIZE
     max_limit = MAX_PAGE_SIZE
+    params_class: type[PageParams] = PageParams
 
     def read_page(self, request: Request, queryset: QuerySet[Any]) -> tuple[int, int]:
         """Validate ``limit`` and ``offset``, remember them for the links, return them."""
         if not queryset.ordered:
             raise TypeError("paginating an unordered queryset would make pages overlap")
-        params = PageParams(data=request.query_params)
+        params = self.params_class(data=request.query_params)
         reject_empty(request.query_params, params.fields)
         if not params.is_valid():
             raise ValidationError(flat_errors(params.errors))
+        self.validated = params.validated_data
         limit: int = params.validated_data["limit"]
         offset: int = params.validated_data["offset"]
         self.limit, self.offset, self.request = limit, offset, request
@@ -93,7 +118,10 @@ class CountedPagination(LimitOffsetPagination):
 
 
 class UncountedPagination(CountedPagination):
-    """Pages of samples without a total: ``next`` is set when another page exists."""
+    """Pages of samples without a total: ``next`` is set when another page exists, and
+    carries a cursor; ``previous`` is given for offset pages only (cursors go forwards)."""
+
+    params_class = SamplePageParams
 
     def paginate_queryset(
         self,
@@ -103,25 +131,36 @@ class UncountedPagination(CountedPagination):
         *,
         columns: Sequence[str] = (),
     ) -> list[Any]:
-        """``queryset`` must be ordered by ``timestamp`` and then a unique tiebreaker; the
-        page holds ``values_list(*columns)`` tuples when columns are named.
+        """``queryset`` must be ordered by ``timestamp`` and then ``id``; the page holds
+        ``values_list(*columns)`` tuples.
 
         The columns are applied here, not by the caller: the joins they need would stay in
         the index-only step of ``seek`` and make it read every row after all.
         """
         limit, offset = self.read_page(request, queryset)
+        self.cursor: Cursor | None = self.validated.get("cursor")
         start = offset
-        if offset > SEEK_AFTER_ROWS:
+        if self.cursor is not None:
+            queryset = self.cursor.rows_after(queryset)
+        elif offset > SEEK_AFTER_ROWS:
             queryset, start = seek(queryset, offset)
-        page = queryset.values_list(*columns) if columns else queryset
-        rows = list(page[start : start + limit + 1])
+        # The position of each row rides along for the next page's cursor.
+        rows = list(queryset.values_list(*columns, "timestamp", "id")[start : start + limit + 1])
         self.has_next = len(rows) > limit
-        # The parent builds the links from a count: "one more than this page" is enough.
+        page = rows[:limit]
+        self.next_cursor = Cursor(*page[-1][-2:]) if self.has_next else None
+        # The parent builds the previous link from a count: "one more than this page" will do.
         self.count = offset + len(rows)
-        return rows[:limit]
+        return [row[:-2] for row in page]
 
     def get_next_link(self) -> str | None:
-        return super().get_next_link() if self.has_next else None
+        if self.next_cursor is None or self.request is None:  # the request: set by read_page
+            return None
+        url = remove_query_param(self.request.build_absolute_uri(), self.offset_query_param)
+        return replace_query_param(url, "cursor", self.next_cursor.encode())
+
+    def get_previous_link(self) -> str | None:
+        return None if self.cursor is not None else super().get_previous_link()
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response(

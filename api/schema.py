@@ -15,7 +15,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework.serializers import BaseSerializer
 
-from api.pagination import PageParams
+from api.pagination import SamplePageParams
 from api.params import AggregateParams, TimeRangeParams
 from api.serializers import AggregateSerializer, LatestSerializer, SamplePageSerializer
 
@@ -122,11 +122,13 @@ def described(serializer: type[BaseSerializer[Any]], description: str) -> OpenAp
 telemetry: Callable[[F], F] = extend_schema(
     summary="A GPU's samples in ascending time",
     description=(
-        "Samples ordered by timestamp (ties broken by insertion order), so limit/offset pages "
-        "never overlap or skip. start_time and end_time are inclusive to the microsecond. "
-        "No total count is returned: `next` is null on the last page."
+        "Samples ordered by timestamp (ties broken by insertion order), so pages never "
+        "overlap or skip. start_time and end_time are inclusive to the microsecond. "
+        "No total count is returned: `next` is null on the last page. `next` carries a "
+        "cursor (where this page ended), so following it costs the same at any depth; "
+        "`offset` is accepted too, and costs more the deeper it goes."
     ),
-    parameters=[DEVICE_PARAMETER, TimeRangeParams, PageParams],
+    parameters=[DEVICE_PARAMETER, TimeRangeParams, SamplePageParams],
     responses=responses(SamplePageSerializer, 404),
     examples=[
         OpenApiExample(

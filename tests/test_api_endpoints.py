@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from urllib.parse import parse_qs, urlsplit
 from collections import Counter
 from typing import Any
 
@@ -150,6 +151,26 @@ def test_limit_and_offset_pages_never_overlap_or_skip(client: Client) -> None:
 
     assert pages == whole
     assert len(whole) == 10
+
+
+def test_next_links_carry_a_cursor_that_continues_where_the_page_ended(client: Client) -> None:
+    whole = get(client, TELEMETRY, limit=1000)["results"]
+    first = get(client, TELEMETRY, limit=4)
+    second = client.get(first["next"]).json()
+
+    assert first["results"] + second["results"] == whole[:8]
+    assert second["previous"] is None  # a cursor goes forwards only
+
+
+def test_a_cursor_edited_by_hand_or_given_with_an_offset_is_a_400(client: Client) -> None:
+    cursor = parse_qs(urlsplit(get(client, TELEMETRY, limit=4)["next"]).query)["cursor"][0]
+    position, signature = cursor.rsplit(":", 1)
+    edited = f"{position[:-2]}{'A' if position[-2] != 'A' else 'B'}{position[-1]}:{signature}"
+
+    for query in ({"cursor": edited}, {"cursor": "abc"}, {"cursor": cursor, "offset": 4}):
+        response = client.get(TELEMETRY, query)
+        assert response.status_code == 400, (query, response.content)
+        assert "cursor" in response.json(), response.content
 
 
 def test_aggregate_buckets_count_avg_min_max_per_metric(client: Client) -> None:

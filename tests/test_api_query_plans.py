@@ -16,6 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from pytest_django import DjangoAssertNumQueries
 
+from api.cursors import Cursor
 from api.pagination import SEEK_AFTER_ROWS
 from ingest.models import Sample
 from tests.support.api_data import PLANNER_SPEC, Loaded
@@ -160,12 +161,7 @@ def test_deep_pages_found_by_timestamp_are_the_pages_an_offset_gives(
 ) -> None:
     # Pages past SEEK_AFTER_ROWS come from the timestamp at the offset; they must be exactly
     # the rows a plain OFFSET would skip to, ties (10 metrics per timestamp) included.
-    expected = [
-        (timestamp.isoformat().replace("+00:00", "Z"), name)
-        for timestamp, name in Sample.objects.filter(gpu__uuid=uuid)
-        .order_by("timestamp", "id")
-        .values_list("timestamp", "metric__name")
-    ]
+    expected = positions(uuid)
     assert len(expected) > SEEK_AFTER_ROWS + 100
     for offset in (SEEK_AFTER_ROWS + 1, SEEK_AFTER_ROWS + 7, len(expected) - 3, len(expected)):
         response = api.get(f"/api/v1/gpus/{uuid}/telemetry?limit=20&offset={offset}")
@@ -174,6 +170,44 @@ def test_deep_pages_found_by_timestamp_are_the_pages_an_offset_gives(
             offset : offset + 20
         ]
         assert (body["next"] is None) == (offset + 20 >= len(expected))
+
+
+def positions(uuid: str) -> list[tuple[str, str]]:
+    """(timestamp, metric) of the GPU's samples in page order."""
+    return [
+        (timestamp.isoformat().replace("+00:00", "Z"), name)
+        for timestamp, name in Sample.objects.filter(gpu__uuid=uuid)
+        .order_by("timestamp", "id")
+        .values_list("timestamp", "metric__name")
+    ]
+
+
+def cursor_at(uuid: str, row: int) -> str:
+    """The cursor of a page that ended at ``row`` of the GPU's samples."""
+    ordered = Sample.objects.filter(gpu__uuid=uuid).order_by("timestamp", "id")
+    return Cursor(*ordered.values_list("timestamp", "id")[row]).encode()
+
+
+def test_next_links_walk_every_sample_once_in_order(api: Client, uuid: str) -> None:
+    # 97 rows a page: page ends fall inside runs of equal timestamps (10 metrics each).
+    walked: list[tuple[str, str]] = []
+    url: str | None = f"/api/v1/gpus/{uuid}/telemetry?limit=97"
+    while url is not None:
+        body = api.get(url).json()
+        walked += [(row["timestamp"], row["metric"]) for row in body["results"]]
+        url = body["next"]
+        assert url is None or ("cursor=" in url and "offset=" not in url)
+
+    assert walked == positions(uuid)
+
+
+def test_a_cursor_page_costs_what_the_first_page_costs(
+    api: Client, django_assert_num_queries: DjangoAssertNumQueries, uuid: str
+) -> None:
+    deep = f"/api/v1/gpus/{uuid}/telemetry?limit=10&cursor={cursor_at(uuid, 1150)}"
+    # The GPU, then the page: no locating step, however deep the cursor points.
+    with django_assert_num_queries(2):
+        get_ok(api, deep)
 
 
 # --- query plans -----------------------------------------------------------------------
@@ -202,6 +236,8 @@ def sample_queries(api: Client, uuid: str) -> Iterator[tuple[str, str]]:
         "&end_time=2025-07-21T00:00:00Z",
         f"/api/v1/gpus/{uuid}/telemetry/aggregate?bucket=10m&metric={METRIC}&start_time={START}",
         f"/api/v1/gpus/{uuid}/latest",
+        # A page far along, reached by the cursor a `next` link carries.
+        f"/api/v1/gpus/{uuid}/telemetry?limit=10&cursor={cursor_at(uuid, 1150)}",
     ]
     for url in urls:
         with CaptureQueriesContext(connection) as captured:
@@ -231,9 +267,9 @@ def test_every_api_query_on_samples_uses_an_index(api: Client, uuid: str) -> Non
 
     plans = [(url, sql, explain(sql)) for url, sql in sample_queries(api, uuid)]
 
-    # telemetry x9 (8 requests, one of them seeking), aggregate x4, latest x1: all of them,
+    # telemetry x10 (9 requests, one of them seeking), aggregate x4, latest x1: all of them,
     # or the capture missed some.
-    assert len(plans) == 9 + 4 + 1
+    assert len(plans) == 10 + 4 + 1
     report = "\n\n".join(f"{url}\n{plan_shape(plan)}" for url, _, plan in plans)
     print(report)  # the shapes, for `pytest -s`
     scans = [
