@@ -28,6 +28,7 @@ from schemathesis.checks import (
 from schemathesis.core.result import Err
 
 from tests.support.reference import REPO
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +36,6 @@ SPEC = schemathesis.openapi.from_path(REPO / "openapi.yaml")
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 GUNICORN_LIMIT = 4094  # gunicorn's default limit_request_line, which the image keeps
 UUID = "GPU-5fd4f087-86f3-7a43-b711-4771313afc50"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

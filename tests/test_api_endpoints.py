@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import re
-from urllib.parse import parse_qs, urlsplit
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.reference import REPO
+from tests.support.servers import free_port
 from tests.support.tls import openssl
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -29,13 +30,6 @@ PASSWORD = "s3cret/with:odd@chars#"  # noqa: S105  (a throwaway server's passwor
 SERVICE_VARIABLES = ("DATABASE_URL", "DB_", "REDIS_", "CELERY_BROKER")
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def project_env(tmp_path: Path, **variables: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from django.conf import settings
 
 from tests.support.entrypoint import EntrypointRun, run_entrypoint
 from tests.support.reference import REPO
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.deploy
 
@@ -349,12 +349,6 @@ def test_the_check_and_collectstatic_roles_pass(migrated: dict[str, str]) -> Non
     assert collect.returncode == 0, collect.stdout + collect.stderr
     assert "static files copied" in collect.stdout
     assert "admin/css/base.css" in collect.stdout  # the chart's web liveness probe fetches it
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

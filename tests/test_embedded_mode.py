@@ -15,13 +15,13 @@ import pytest
 from tests.support.embedded import (
     answers,
     embedded_environment,
-    free_port,
     manage,
     start_pipeline,
     stats,
     stop_pipeline,
 )
 from tests.support.reference import REFERENCE_CSV
+from tests.support.servers import free_port
 from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.integration

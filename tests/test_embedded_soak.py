@@ -12,13 +12,13 @@ import pytest
 from tests.support.embedded import (
     answers,
     embedded_environment,
-    free_port,
     manage,
     query,
     start_pipeline,
     stop_pipeline,
 )
 from tests.support.reference import REFERENCE_CSV
+from tests.support.servers import free_port
 from tests.support.workers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -46,9 +46,10 @@ from kombu import Connection
 from ingest.chunks import Chunk
 from ingest.queues import publish_chunk
 from telemetry_project.routing import COLLECT_QUEUE
-from tests.support.fault_servers import PostgresServer, RedisServer, free_port
+from tests.support.fault_servers import PostgresServer, RedisServer
 from tests.support.pipeline import generate_csv, kill_with_task_in_hand, start_import
 from tests.support.reference import REPO
+from tests.support.servers import free_port
 from tests.support.workers import Worker, WorkerFactory, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]

@@ -18,7 +18,6 @@ from api.models import ApiToken
 from ingest import faults, push
 from ingest.models import IngestedChunk, PushChunk, Sample
 from telemetry_project.routing import COLLECT_QUEUE
-from tests.support.fault_servers import free_port
 from tests.support.push import (
     collect_stored,
     post_remote_write,
@@ -29,6 +28,7 @@ from tests.support.push import (
     writing_client,
 )
 from tests.support.remote_write import body_of
+from tests.support.servers import free_port
 from tests.support.workers import WorkerFactory, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,7 +22,6 @@ from api.models import ApiToken
 from ingest import collector, faults, push
 from ingest.models import Gpu, IngestedChunk, PushChunk, RejectedRow, Sample, Tally
 from telemetry_project.routing import COLLECT_QUEUE
-from tests.support.fault_servers import free_port
 from tests.support.push import (
     collect_stored,
     post_remote_write,
@@ -32,6 +31,7 @@ from tests.support.push import (
     writing_client,
 )
 from tests.support.remote_write import STALE_MARKER, Labels, body_of, snappy
+from tests.support.servers import free_port
 from tests.support.workers import WorkerFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("broker")]

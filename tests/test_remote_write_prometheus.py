@@ -40,8 +40,8 @@ from pytest_django.live_server_helper import LiveServer
 from api.models import ApiToken
 from ingest import push
 from ingest.models import PushChunk, RejectedRow, Sample, Tally
-from tests.support.fault_servers import free_port
 from tests.support.push import start_beat, start_web
+from tests.support.servers import free_port
 from tests.support.workers import Worker, WorkerFactory, wait_for
 from tests.support.write_views import received
 

@@ -26,8 +26,9 @@ import pytest
 
 from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from telemetry_project import dev_env
-from tests.support.embedded import answers, bare_environment, free_port, query, stats
+from tests.support.embedded import answers, bare_environment, query, stats
 from tests.support.reference import REPO
+from tests.support.servers import free_port
 from tests.support.workers import wait_for
 
 PASSWORD = "c0rrect-Horse-battery-staple"  # noqa: S105  (a throwaway test login)

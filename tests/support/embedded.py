@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -46,12 +45,6 @@ def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_pipeline(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
