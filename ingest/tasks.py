@@ -109,7 +109,8 @@ def _note_failure(payload: object, error: BaseException) -> None:
 
 @shared_task(name=MAINTAIN_PARTITIONS_TASK, ignore_result=True)
 def maintain_partitions() -> str:
-    """Make sure partitions cover the coming days; apply retention (``ingest.retention``)."""
+    """Make sure partitions cover the coming days; apply retention to samples and to the
+    ledger (``ingest.retention``)."""
     with bounded_database_work(settings.TASK_STATEMENT_TIMEOUT_SECONDS):
         return _maintain_partitions()
 
@@ -118,7 +119,10 @@ def _maintain_partitions() -> str:
     now = timezone.now()
     ahead = settings.PARTITIONS_AHEAD_DAYS
     partitions.ensure_partitions(now.date() + timedelta(days=offset) for offset in range(ahead + 1))
-    return f"partitions ensured through +{ahead} days; {retention.enforce(now)}"
+    return (
+        f"partitions ensured through +{ahead} days; {retention.enforce(now)}; "
+        f"{retention.prune_ledger(now)}"
+    )
 
 
 @shared_task(name=REPUBLISH_PUSHES_TASK, ignore_result=True)

@@ -283,6 +283,10 @@ RETRY_BACKOFF_MAX_SECONDS = env_float("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum
 # Samples older than this are rejected at ingest and their partitions dropped (0 = keep).
 # Bounded by default: the sample table is the one that grows without end.
 RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=0)
+# Ledger rows (and attempt counts) older than this are pruned hourly (0 = keep): a chunk
+# delivered or pushed again after that is no longer recognised, so it must exceed the longest
+# a redelivery, a re-publishing or a client's push retry can take.
+LEDGER_RETENTION_DAYS = env_int("LEDGER_RETENTION_DAYS", 7, minimum=0)
 # Days covered by one partition of the sample table (PostgreSQL), aligned on a fixed Monday,
 # so 7 makes calendar weeks. Changing it affects new partitions only.
 PARTITION_DAYS = env_int("PARTITION_DAYS", 1, minimum=1)

@@ -112,7 +112,7 @@ def test_retention_deletes_expired_samples_on_sqlite_in_small_batches_with_exact
         "older_left": 0,
         "counters": {"gpus": True, "metrics": True},
     }
-    assert report["task"].endswith("transactions")
+    assert "transactions" in report["task"]
     assert "deleted" in report["task"]
     assert report["older_than_two_days_left"] == 0
     assert 0 < report["left"] < report["expected"]

@@ -24,6 +24,7 @@ REPUBLISH_AFTER_SECONDS: {{ .Values.pipeline.republishAfterSeconds | quote }}
 MAX_CHUNK_ATTEMPTS: {{ .Values.pipeline.maxChunkAttempts | quote }}
 RETRY_BACKOFF_MAX_SECONDS: {{ .Values.pipeline.retryBackoffMaxSeconds | quote }}
 RETENTION_DAYS: {{ .Values.pipeline.retentionDays | quote }}
+LEDGER_RETENTION_DAYS: {{ .Values.pipeline.ledgerRetentionDays | quote }}
 PARTITION_DAYS: {{ .Values.pipeline.partitionDays | quote }}
 PARTITIONS_AHEAD_DAYS: {{ .Values.pipeline.partitionsAheadDays | quote }}
 PUSH_MAX_BODY_BYTES: {{ .Values.pipeline.pushMaxBodyBytes | int64 | quote }}
