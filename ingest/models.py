@@ -13,6 +13,7 @@ cursors refer to from their references.
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -216,6 +217,26 @@ class StreamSource(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """Refuse a follow switch that cannot be honoured (``ingest.follow``)."""
+        if not self.follow:
+            return
+        if self.loop:
+            raise ValidationError(
+                {"follow": "follow and loop exclude each other: a followed file waits at its "
+                 "end for appended rows, a looping one starts again from its first line"}
+            )  # fmt: skip
+        if self.is_url:
+            raise ValidationError(
+                {"follow": "only a local file can be followed, not an http(s) URL: its "
+                 "growth and rotation are seen on the file itself"}
+            )  # fmt: skip
+        if self.shards > 1:
+            raise ValidationError(
+                {"follow": "a followed file is streamed as one shard: rows are appended at its "
+                 "end, and a rotated file is read again from its start"}
+            )  # fmt: skip
+
     @property
     def stream_queue(self) -> str:
         return stream_queue_for_site(self.site)
@@ -230,6 +251,10 @@ class StreamCursor(models.Model):
 
     ``position`` is the byte offset of the next unread line and ``next_line`` its line number
     (the header is line 1), so a tick resumes with a seek, never a re-scan.
+
+    A followed source's cursor also names the file it reads (device and inode, ``ingest.follow``):
+    another file at the path, or this one shorter than ``position``, means the file was rotated
+    or truncated, and reading starts again at the new file's first line as a new pass.
     """
 
     source = models.ForeignKey(StreamSource, models.CASCADE, related_name="cursors")
@@ -242,6 +267,12 @@ class StreamCursor(models.Model):
     pass_number = models.PositiveIntegerField(default=1)
     rows_streamed = models.BigIntegerField(default=0)
     finished = models.BooleanField(default=False)
+    file_device = models.BigIntegerField(
+        null=True, blank=True, help_text="Followed files: the device of the file being read."
+    )
+    file_inode = models.BigIntegerField(
+        null=True, blank=True, help_text="Followed files: the inode of the file being read."
+    )
 
     class Meta:
         ordering = ["source_id", "shard"]
@@ -258,6 +289,9 @@ class OutstandingChunk(models.Model):
 
     It is recorded in the same transaction that advances the cursor, published after that
     commit, and published again with the same id and stamp until a collector commits it.
+    Publishing again reads its bytes from the source anew, except for a followed file, whose
+    chunks keep their collect message (``payload``): that file may be rotated or truncated
+    before the chunk is committed, and then its bytes are no longer at the path.
     """
 
     cursor = models.ForeignKey(StreamCursor, models.CASCADE, related_name="outstanding")
@@ -272,6 +306,8 @@ class OutstandingChunk(models.Model):
     recorded_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField()
     publish_count = models.PositiveIntegerField(default=1)
+    # The collect message (msgpack; the data inside it compressed), for followed files only.
+    payload = models.BinaryField(null=True, blank=True)
 
     class Meta:
         ordering = ["cursor_id", "pass_number", "start_offset"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import io
 import itertools
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -205,12 +206,20 @@ def _count_newlines(stream: IO[bytes], length: int) -> int:
 
 
 def read_line_runs(
-    stream: IO[bytes], position: int, end: int | None, max_lines: int, max_runs: int
+    stream: IO[bytes],
+    position: int,
+    end: int | None,
+    max_lines: int,
+    max_runs: int,
+    *,
+    growing: bool = False,
 ) -> Iterator[tuple[LineRun, bytes]]:
     """Yield up to ``max_runs`` runs of at most ``max_lines`` whole lines from ``stream``.
 
     ``stream`` must be positioned at ``position``; reading stops at ``end`` (a line start) or
-    at the end of the file, where a last line without a newline still counts as a line.
+    at the end of the file. There a last line without a newline counts as a line in a
+    finished file; in a ``growing`` one (a followed file) it is a row still being written,
+    left unread until its newline arrives.
     Each byte is copied once into its run and scanned once for newlines: on these machines
     memory bandwidth, not Python, is what a streamer's reading costs.
     """
@@ -227,17 +236,24 @@ def read_line_runs(
             line_count += found
             size += len(parts[-1])
         # ...and the rest of a line cut by the byte cap or by the end of the file.
+        unterminated = False
         while parts and not parts[-1].endswith(b"\n"):
             if not blocks.fill():
-                line_count += 1  # the file's last line has no newline
+                unterminated = True
                 break
             cut, found = blocks.find_newlines(1)
             parts.append(blocks.take(cut))
             line_count += found
-        if not parts:
-            return
         data = parts[0] if len(parts) == 1 else b"".join(parts)
-        yield LineRun(run_start, blocks.offset, line_count), data
+        if unterminated and growing:
+            # Nothing more is read after the end of the file, so dropping the partial row
+            # from this last run is all it takes to leave it for a later tick.
+            data = data[: data.rfind(b"\n") + 1]
+        elif unterminated:
+            line_count += 1  # the file's last line has no newline
+        if not data:
+            return
+        yield LineRun(run_start, run_start + len(data), line_count), data
 
 
 class _Blocks:
@@ -278,6 +294,24 @@ class _Blocks:
         self.offset += cut - self.at
         self.at = cut
         return piece
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file an open stream reads, and its size: what tells a rotated or truncated file."""
+
+    device: int
+    inode: int
+    size: int
+
+
+def identity_of(stream: IO[bytes]) -> FileIdentity:
+    """The identity of the file a stream from ``open_at`` reads (a file, not a URL).
+
+    Taken from the open descriptor, not the path, so it describes the very bytes read.
+    """
+    status = os.fstat(stream.fileno())
+    return FileIdentity(status.st_dev, status.st_ino, status.st_size)
 
 
 def read_range(location: str, start: int, end: int) -> bytes:

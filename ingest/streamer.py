@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgpack
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from kombu import Connection
 
-from ingest import faults, reader, sources
+from ingest import faults, follow, reader, sources
 from ingest.chunks import Chunk
 from ingest.models import (
     IngestedChunk,
@@ -152,7 +153,8 @@ class _Planned:
     outstanding: OutstandingChunk
     # The compressed message, made while planning from the bytes just read (the raw run is
     # dropped at once: a fast tick plans up to MAX_OUTSTANDING_CHUNKS of them); None for a
-    # chunk published again, which is read anew from the source.
+    # chunk published again, which is read anew from the source, or for a followed file
+    # taken from the message the outstanding chunk keeps.
     payload: dict[str, Any] | None
 
 
@@ -183,7 +185,8 @@ def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> No
             if source.pace == StreamSource.Pace.PACED:
                 budget = min(budget, 1)
             planned = [_Planned(chunk, None) for chunk in again]
-            if not cursor.finished:
+            # A followed file is never finished: there may be rows appended since.
+            if source.follow or not cursor.finished:
                 if budget <= 0:
                     report.throttled = True
                     StreamSource.objects.filter(pk=source.pk).update(
@@ -216,16 +219,36 @@ def _confirm(cursor: StreamCursor, report: TickReport) -> list[OutstandingChunk]
     return [chunk for chunk_id, chunk in ids.items() if chunk_id not in done]
 
 
+# What a tick may change on its cursor.
+_CURSOR_PROGRESS = [
+    "position",
+    "next_line",
+    "rows_streamed",
+    "pass_number",
+    "finished",
+    "start_offset",
+    "file_device",
+    "file_inode",
+]
+
+
 def _advance(
     source: StreamSource, cursor: StreamCursor, budget: int, stamp: datetime | None, now: datetime
 ) -> list[_Planned]:
     """Read up to ``budget`` chunks from the cursor, record them and move the cursor on."""
     planned: list[_Planned] = []
     with reader.open_at(source.location, cursor.position) as stream:
+        if source.follow and not follow.check_file(source, cursor, stream):
+            return planned  # a rotated file whose header is not written yet
         for run, data in reader.read_line_runs(
-            stream, cursor.position, cursor.end_offset, source.batch_size, budget
+            stream,
+            cursor.position,
+            cursor.end_offset,
+            source.batch_size,
+            budget,
+            growing=source.follow,
         ):
-            chunk = OutstandingChunk.objects.create(
+            chunk = OutstandingChunk(
                 cursor=cursor,
                 pass_number=cursor.pass_number,
                 start_offset=run.start,
@@ -236,18 +259,22 @@ def _advance(
                 recorded_at=now,
                 published_at=now,
             )
-            planned.append(_Planned(chunk, _message(source, cursor, chunk, data)))
+            message = _message(source, cursor, chunk, data)
+            if source.follow:  # kept: the file may be rotated before the chunk is committed
+                chunk.payload = msgpack.packb(message, use_bin_type=True)
+            chunk.save(force_insert=True)
+            planned.append(_Planned(chunk, message))
             cursor.position = run.end
             cursor.next_line += run.line_count
             cursor.rows_streamed += run.line_count
-    if len(planned) < budget:  # the shard is exhausted
+    if len(planned) < budget and not source.follow:  # the shard is exhausted
         if source.loop:
             cursor.pass_number += 1
             cursor.position = cursor.start_offset
             cursor.next_line = cursor.start_line
         else:
             cursor.finished = True
-    cursor.save(update_fields=["position", "next_line", "rows_streamed", "pass_number", "finished"])
+    cursor.save(update_fields=_CURSOR_PROGRESS)
     return planned
 
 
@@ -259,8 +286,10 @@ def _publish(
     source: StreamSource, cursor: StreamCursor, item: _Planned, broker: Connection
 ) -> None:
     payload = item.payload
-    if payload is None:
-        chunk = item.outstanding
+    chunk = item.outstanding
+    if payload is None and chunk.payload is not None:
+        payload = msgpack.unpackb(bytes(chunk.payload), raw=False)
+    elif payload is None:
         data = reader.read_range(source.location, chunk.start_offset, chunk.end_offset)
         payload = _message(source, cursor, chunk, data)
     publish_chunk(payload, broker)

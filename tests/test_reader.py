@@ -21,6 +21,7 @@ from ingest.reader import (
     LineRun,
     ShardBounds,
     SourceError,
+    identity_of,
     open_at,
     read_header,
     read_line_runs,
@@ -56,9 +57,11 @@ def runs_of(
     end: int | None = None,
     max_lines: int = 1_000_000,
     max_runs: int = 1_000_000,
+    *,
+    growing: bool = False,
 ) -> list[tuple[LineRun, bytes]]:
     with open_at(location, position) as stream:
-        return list(read_line_runs(stream, position, end, max_lines, max_runs))
+        return list(read_line_runs(stream, position, end, max_lines, max_runs, growing=growing))
 
 
 def line_starts(content: bytes) -> list[int]:
@@ -134,6 +137,65 @@ def test_a_run_of_only_an_unterminated_last_line_holds_one_line(tmp_path: Path) 
     content = numbered_lines(2) + b"tail"
     runs = runs_of(write_file(tmp_path, content), 0, max_lines=2)
     assert [(run.line_count, data) for run, data in runs][-1] == (1, b"tail")
+
+
+def test_a_growing_file_leaves_its_unterminated_last_line_unread(tmp_path: Path) -> None:
+    content = numbered_lines(3) + b"line-4 half wri"
+    runs = runs_of(write_file(tmp_path, content), 0, growing=True)
+    assert [(run.start, run.end, run.line_count) for run, _ in runs] == [(0, 21, 3)]
+    assert runs[-1][1] == numbered_lines(3)
+
+
+def test_a_growing_file_leaves_a_cut_line_unread_in_any_run(tmp_path: Path) -> None:
+    content = numbered_lines(5) + b"line-6 half"
+    runs = runs_of(write_file(tmp_path, content), 0, max_lines=2, growing=True)
+    assert [(run.line_count, data) for run, data in runs] == [
+        (2, b"line-1\nline-2\n"),
+        (2, b"line-3\nline-4\n"),
+        (1, b"line-5\n"),
+    ]
+
+
+def test_a_growing_file_with_only_a_partial_line_yields_nothing(tmp_path: Path) -> None:
+    path = write_file(tmp_path, numbered_lines(2) + b"line-3 ha")
+    assert runs_of(path, len(numbered_lines(2)), growing=True) == []
+
+
+def test_a_growing_file_reads_the_line_once_its_newline_is_written(tmp_path: Path) -> None:
+    path = Path(write_file(tmp_path, numbered_lines(2) + b"line-3 ha"))
+    first = runs_of(str(path), 0, growing=True)
+    with path.open("ab") as appending:
+        appending.write(b"lf written\nline-4\n")
+
+    second = runs_of(str(path), first[-1][0].end, growing=True)
+
+    assert [(run.line_count, data) for run, data in second] == [
+        (2, b"line-3 half written\nline-4\n")
+    ]
+
+
+def test_identity_names_the_open_file_and_its_size(tmp_path: Path) -> None:
+    path = write_file(tmp_path, numbered_lines(4))
+    with open_at(path, 0) as stream:
+        identity = identity_of(stream)
+    status = Path(path).stat()
+    assert (identity.device, identity.inode, identity.size) == (
+        status.st_dev,
+        status.st_ino,
+        len(numbered_lines(4)),
+    )
+
+
+def test_identity_tells_a_file_put_at_the_path_of_a_renamed_one(tmp_path: Path) -> None:
+    path = write_file(tmp_path, numbered_lines(4))
+    with open_at(path, 0) as stream:
+        before = identity_of(stream)
+    Path(path).rename(tmp_path / "source.csv.1")
+    write_file(tmp_path, numbered_lines(4))
+    with open_at(path, 0) as stream:
+        after = identity_of(stream)
+    assert (after.device, after.size) == (before.device, before.size)
+    assert after.inode != before.inode
 
 
 def test_stops_at_end(tmp_path: Path) -> None:

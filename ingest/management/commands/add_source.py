@@ -16,6 +16,7 @@ SOURCE_FIELDS = (
     "batch_size",
     "interval_seconds",
     "loop",
+    "follow",
     "timestamp_mode",
     "pace",
     "shards",
@@ -47,6 +48,12 @@ class Command(BaseCommand):
             help="Seconds per tick.",
         )
         parser.add_argument("--loop", action="store_true", help="Restart at the end of the file.")
+        parser.add_argument(
+            "--follow",
+            action="store_true",
+            help="Keep reading rows appended to the file, and the new file when it is rotated "
+            "(like tail -F; local files only, not with --loop).",
+        )
         parser.add_argument(
             "--timestamp-mode",
             choices=StreamSource.TimestampMode.values,

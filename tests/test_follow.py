@@ -1,0 +1,310 @@
+"""Followed files (``--follow``, like ``tail -F``): rows appended after the end are streamed, a
+row still being written waits for its newline, and a rotated or truncated file starts a new
+pass, every row committed exactly once, on real workers over PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import redis
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.db.models import Sum
+from pytest_django.fixtures import Settings
+
+from ingest import follow, streamer
+from ingest.dcgm import ColumnLayout
+from ingest.models import (
+    DeadLetter,
+    Gpu,
+    IngestedChunk,
+    RejectedRow,
+    Sample,
+    StreamCursor,
+    StreamSource,
+)
+from ingest.reader import open_at
+from tests.support.pipeline import duplicate_samples, generate_csv, sample_count
+from tests.support.workers import Worker, WorkerFactory, wait_for
+
+# --- Rows to stream ------------------------------------------------------------------------
+
+
+def generated_lines(folder: Path, timesteps: int) -> tuple[bytes, list[bytes]]:
+    """A generated export's header line and data lines (each with its newline)."""
+    path = folder / "generated.csv"
+    generate_csv(path, hosts=2, gpus_per_host=2, metrics=3, timesteps=timesteps)
+    header, *rows = path.read_bytes().splitlines(keepends=True)
+    path.unlink()
+    return header, rows
+
+
+def stored_rows() -> Counter[tuple[str, str, datetime, float]]:
+    """Every sample as (uuid, metric, time, value), counted."""
+    return Counter(Sample.objects.values_list("gpu__uuid", "metric__name", "timestamp", "value"))
+
+
+def written_rows(lines: list[bytes]) -> Counter[tuple[str, str, datetime, float]]:
+    """The same for CSV data lines of the generated layout."""
+    rows: Counter[tuple[str, str, datetime, float]] = Counter()
+    for line in lines:
+        fields = [field.strip('"') for field in line.decode().rstrip("\n").split('","')]
+        timestamp, metric, uuid, value = fields[0], fields[1], fields[4], fields[10]
+        rows[(uuid, metric, datetime.fromisoformat(timestamp), float(value))] += 1
+    return rows
+
+
+# --- Following a file, tick by tick (no database) -------------------------------------------
+
+
+def followed(path: Path, header: bytes) -> tuple[StreamSource, StreamCursor]:
+    """A followed source of ``path`` and its cursor at the first data line, as a first tick
+    finds them (unsaved: ``follow.check_file`` writes nothing while the columns stay)."""
+    source = StreamSource(
+        name="followed",
+        location=str(path),
+        follow=True,
+        columns=list(ColumnLayout.from_header_line(header).names),
+    )
+    cursor = StreamCursor(
+        source=source,
+        shard=0,
+        start_offset=len(header),
+        start_line=2,
+        position=len(header),
+        next_line=2,
+    )
+    return source, cursor
+
+
+def check(source: StreamSource, cursor: StreamCursor) -> tuple[bool, int]:
+    """``follow.check_file`` on the file at the source's path: (ready, the stream's offset)."""
+    with open_at(source.location, cursor.position) as stream:
+        ready = follow.check_file(source, cursor, stream)
+        return ready, stream.tell()
+
+
+def read_to(cursor: StreamCursor, position: int, lines: int) -> None:
+    """Move the cursor on as a tick that read ``lines`` lines up to ``position`` would."""
+    cursor.position = position
+    cursor.next_line += lines
+
+
+def test_the_first_tick_records_the_file_and_reads_on(tmp_path: Path) -> None:
+    header, rows = generated_lines(tmp_path, 1)
+    path = tmp_path / "followed.csv"
+    path.write_bytes(header + b"".join(rows))
+    source, cursor = followed(path, header)
+
+    assert check(source, cursor) == (True, len(header))
+    assert (cursor.file_device, cursor.file_inode) == (path.stat().st_dev, path.stat().st_ino)
+    assert cursor.pass_number == 1
+
+
+def test_a_file_that_grew_is_read_on_from_the_cursor(tmp_path: Path) -> None:
+    header, rows = generated_lines(tmp_path, 2)
+    path = tmp_path / "followed.csv"
+    path.write_bytes(header + b"".join(rows[:5]))
+    source, cursor = followed(path, header)
+    check(source, cursor)
+    read_to(cursor, path.stat().st_size, 5)
+    with path.open("ab") as appending:
+        appending.write(b"".join(rows[5:]))
+
+    assert check(source, cursor) == (True, len(header) + len(b"".join(rows[:5])))
+    assert (cursor.pass_number, cursor.next_line) == (1, 7)
+
+
+def test_a_file_renamed_and_replaced_starts_a_new_pass_at_its_first_line(tmp_path: Path) -> None:
+    header, rows = generated_lines(tmp_path, 2)
+    path = tmp_path / "followed.csv"
+    path.write_bytes(header + b"".join(rows))
+    source, cursor = followed(path, header)
+    check(source, cursor)
+    read_to(cursor, path.stat().st_size, len(rows))
+
+    path.rename(tmp_path / "followed.csv.1")
+    path.write_bytes(header + b"".join(rows[:3]))
+
+    assert check(source, cursor) == (True, len(header))
+    assert (cursor.pass_number, cursor.position, cursor.next_line) == (2, len(header), 2)
+    assert cursor.start_offset == len(header)
+    assert cursor.file_inode == path.stat().st_ino
+
+
+def test_a_truncated_file_starts_a_new_pass_at_its_first_line(tmp_path: Path) -> None:
+    header, rows = generated_lines(tmp_path, 2)
+    path = tmp_path / "followed.csv"
+    path.write_bytes(header + b"".join(rows))
+    source, cursor = followed(path, header)
+    check(source, cursor)
+    inode = cursor.file_inode
+    read_to(cursor, path.stat().st_size, len(rows))
+
+    with path.open("r+b") as same_file:
+        same_file.truncate(len(header) + len(rows[0]))
+
+    assert check(source, cursor) == (True, len(header))
+    assert (cursor.pass_number, cursor.next_line, cursor.file_inode) == (2, 2, inode)
+
+
+def test_a_new_file_without_a_whole_header_is_waited_for(tmp_path: Path) -> None:
+    header, rows = generated_lines(tmp_path, 1)
+    path = tmp_path / "followed.csv"
+    path.write_bytes(header + b"".join(rows))
+    source, cursor = followed(path, header)
+    check(source, cursor)
+    read_to(cursor, path.stat().st_size, len(rows))
+    old_inode = cursor.file_inode
+
+    path.rename(tmp_path / "followed.csv.1")
+    path.write_bytes(header[:20])
+
+    assert check(source, cursor)[0] is False
+    assert (cursor.pass_number, cursor.file_inode) == (1, old_inode)
+
+
+# --- Which sources can be followed ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        ({"loop": True}, "follow and loop exclude each other"),
+        ({"location": "https://exporter.example/metrics.csv"}, "only a local file"),
+        ({"shards": 4}, "streamed as one shard"),
+    ],
+)
+def test_a_follow_that_cannot_be_honoured_is_refused(
+    options: dict[str, object], refusal: str
+) -> None:
+    source = StreamSource(**{"name": "f", "location": "/data/x.csv", "follow": True, **options})
+    with pytest.raises(ValidationError, match=refusal) as raised:
+        source.clean()
+    assert list(raised.value.message_dict) == ["follow"]
+
+
+def test_add_source_refuses_follow_with_loop(db: None, tmp_path: Path) -> None:
+    header, rows = generated_lines(tmp_path, 1)
+    path = tmp_path / "followed.csv"
+    path.write_bytes(header + b"".join(rows))
+
+    with pytest.raises(CommandError, match="follow and loop exclude each other"):
+        call_command("add_source", "f", str(path), "--follow", "--loop", stdout=io.StringIO())
+    call_command("add_source", "f", str(path), "--follow", stdout=io.StringIO())
+
+    assert StreamSource.objects.get().follow is True
+
+
+# --- On real workers --------------------------------------------------------------------------
+
+STREAM_TICK_DONE = re.compile(r"ingest\.stream\[[\w-]+\] succeeded")
+
+
+def wait_for_ticks(streamer_worker: Worker, ticks: int) -> None:
+    """Wait until the streamer has finished ``ticks`` more stream ticks."""
+    done = len(STREAM_TICK_DONE.findall(streamer_worker.output()))
+    wait_for(
+        lambda: len(STREAM_TICK_DONE.findall(streamer_worker.output())) >= done + ticks,
+        30,
+        what=f"{ticks} stream ticks",
+    )
+
+
+def append(path: Path, data: bytes) -> None:
+    with path.open("ab") as appending:
+        appending.write(data)
+
+
+@pytest.mark.integration
+def test_rows_appended_in_bursts_and_a_rotated_file_are_each_committed_once(
+    workers: WorkerFactory, tmp_path: Path
+) -> None:
+    header, rows = generated_lines(tmp_path, 20)  # 240 rows
+    path = tmp_path / "followed.csv"
+    cut = len(rows[60]) // 2
+    # The first burst ends half way through a row, which the second completes.
+    path.write_bytes(header + b"".join(rows[:60]) + rows[60][:cut])
+    source = StreamSource.objects.create(
+        name="followed",
+        location=str(path),
+        follow=True,
+        batch_size=25,
+        interval_seconds=1,
+        pace=StreamSource.Pace.FAST,
+        timestamp_mode=StreamSource.TimestampMode.SOURCE,
+    )
+    streamer_worker = workers.streamer()
+    workers.collector()
+    workers.start_process(
+        "beat",
+        [sys.executable, "-m", "celery", "-A", "telemetry_project", "beat", "--loglevel=INFO"],
+    )
+
+    wait_for(lambda: sample_count() == 60, 60, what="the first burst")
+    wait_for_ticks(streamer_worker, 2)
+    assert sample_count() == 60, "the half-written row was read"
+
+    append(path, rows[60][cut:] + b"".join(rows[61:120]))
+    wait_for(lambda: sample_count() == 120, 60, what="the second burst")
+    append(path, b"".join(rows[120:160]))
+    wait_for(lambda: sample_count() == 160, 60, what="the third burst")
+
+    path.rename(tmp_path / "followed.csv.1")
+    path.write_bytes(header + b"".join(rows[160:]))
+    wait_for(lambda: sample_count() == 240, 60, what="the rotated file")
+    wait_for_ticks(streamer_worker, 3)
+
+    assert stored_rows() == written_rows(rows)
+    assert duplicate_samples() == 0
+    assert not RejectedRow.objects.exists()
+    assert not DeadLetter.objects.exists()
+    assert Gpu.objects.aggregate(total=Sum("sample_count"))["total"] == 240
+    passes = Counter(
+        chunk_id.split(":")[2] for chunk_id in IngestedChunk.objects.values_list("pk", flat=True)
+    )
+    assert set(passes) == {"1", "2"}
+    cursor = StreamCursor.objects.get(source=source)
+    assert (cursor.pass_number, cursor.finished, cursor.next_line) == (2, False, 82)
+
+
+@pytest.mark.integration
+def test_a_chunk_lost_before_rotation_is_published_again_from_its_kept_message(
+    workers: WorkerFactory,
+    tmp_path: Path,
+    broker: redis.Redis,
+    settings: Settings,
+) -> None:
+    header, rows = generated_lines(tmp_path, 4)  # 48 rows
+    path = tmp_path / "followed.csv"
+    path.write_bytes(header + b"".join(rows[:24]))
+    source = StreamSource.objects.create(
+        name="followed",
+        location=str(path),
+        follow=True,
+        batch_size=100,
+        scheduled=False,
+        timestamp_mode=StreamSource.TimestampMode.SOURCE,
+    )
+    assert streamer.stream_tick(source.pk).published == 1
+    broker.flushdb()  # the chunk's message is lost before any collector took it
+    path.rename(tmp_path / "followed.csv.1")
+    path.write_bytes(header + b"".join(rows[24:]))
+    settings.REPUBLISH_AFTER_SECONDS = 0.1
+    time.sleep(0.2)  # the chunk is now older than that: due to be published again
+
+    report = streamer.stream_tick(source.pk)
+
+    # The new file's rows are a new chunk; the old one goes again with its own rows.
+    assert (report.published, report.republished) == (1, 1)
+    workers.collector()
+    wait_for(lambda: IngestedChunk.objects.count() == 2, 60, what="both chunks")
+    assert stored_rows() == written_rows(rows)
+    assert not RejectedRow.objects.exists()
