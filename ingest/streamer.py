@@ -267,7 +267,9 @@ def _advance(
             cursor.position = run.end
             cursor.next_line += run.line_count
             cursor.rows_streamed += run.line_count
-    if len(planned) < budget and not source.follow:  # the shard is exhausted
+    if source.follow:
+        cursor.finished = False  # never, even if it was before follow was switched on
+    elif len(planned) < budget:  # the shard is exhausted
         if source.loop:
             cursor.pass_number += 1
             cursor.position = cursor.start_offset

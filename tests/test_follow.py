@@ -9,6 +9,7 @@ import re
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -91,12 +92,6 @@ def check(source: StreamSource, cursor: StreamCursor) -> tuple[bool, int]:
         return ready, stream.tell()
 
 
-def read_to(cursor: StreamCursor, position: int, lines: int) -> None:
-    """Move the cursor on as a tick that read ``lines`` lines up to ``position`` would."""
-    cursor.position = position
-    cursor.next_line += lines
-
-
 def test_the_first_tick_records_the_file_and_reads_on(tmp_path: Path) -> None:
     header, rows = generated_lines(tmp_path, 1)
     path = tmp_path / "followed.csv"
@@ -108,67 +103,73 @@ def test_the_first_tick_records_the_file_and_reads_on(tmp_path: Path) -> None:
     assert cursor.pass_number == 1
 
 
-def test_a_file_that_grew_is_read_on_from_the_cursor(tmp_path: Path) -> None:
-    header, rows = generated_lines(tmp_path, 2)
-    path = tmp_path / "followed.csv"
-    path.write_bytes(header + b"".join(rows[:5]))
+@dataclass
+class ReadToTheEnd:
+    """A followed file whose rows a first tick has read."""
+
+    path: Path
+    header: bytes
+    rows: list[bytes]
+    source: StreamSource
+    cursor: StreamCursor
+
+
+def read_to_the_end(folder: Path, rows_written: int) -> ReadToTheEnd:
+    header, rows = generated_lines(folder, 2)  # 24 rows
+    path = folder / "followed.csv"
+    path.write_bytes(header + b"".join(rows[:rows_written]))
     source, cursor = followed(path, header)
     check(source, cursor)
-    read_to(cursor, path.stat().st_size, 5)
-    with path.open("ab") as appending:
-        appending.write(b"".join(rows[5:]))
+    cursor.position = path.stat().st_size
+    cursor.next_line += rows_written
+    return ReadToTheEnd(path, header, rows, source, cursor)
 
-    assert check(source, cursor) == (True, len(header) + len(b"".join(rows[:5])))
-    assert (cursor.pass_number, cursor.next_line) == (1, 7)
+
+def test_a_file_that_grew_is_read_on_from_the_cursor(tmp_path: Path) -> None:
+    followed_file = read_to_the_end(tmp_path, 5)
+    end = followed_file.cursor.position
+    with followed_file.path.open("ab") as appending:
+        appending.write(b"".join(followed_file.rows[5:]))
+
+    assert check(followed_file.source, followed_file.cursor) == (True, end)
+    assert (followed_file.cursor.pass_number, followed_file.cursor.next_line) == (1, 7)
 
 
 def test_a_file_renamed_and_replaced_starts_a_new_pass_at_its_first_line(tmp_path: Path) -> None:
-    header, rows = generated_lines(tmp_path, 2)
-    path = tmp_path / "followed.csv"
-    path.write_bytes(header + b"".join(rows))
-    source, cursor = followed(path, header)
-    check(source, cursor)
-    read_to(cursor, path.stat().st_size, len(rows))
+    followed_file = read_to_the_end(tmp_path, 24)
+    path, header, cursor = followed_file.path, followed_file.header, followed_file.cursor
 
     path.rename(tmp_path / "followed.csv.1")
-    path.write_bytes(header + b"".join(rows[:3]))
+    path.write_bytes(header + b"".join(followed_file.rows[:3]))
 
-    assert check(source, cursor) == (True, len(header))
+    assert check(followed_file.source, cursor) == (True, len(header))
     assert (cursor.pass_number, cursor.position, cursor.next_line) == (2, len(header), 2)
     assert cursor.start_offset == len(header)
     assert cursor.file_inode == path.stat().st_ino
 
 
 def test_a_truncated_file_starts_a_new_pass_at_its_first_line(tmp_path: Path) -> None:
-    header, rows = generated_lines(tmp_path, 2)
-    path = tmp_path / "followed.csv"
-    path.write_bytes(header + b"".join(rows))
-    source, cursor = followed(path, header)
-    check(source, cursor)
+    followed_file = read_to_the_end(tmp_path, 24)
+    cursor = followed_file.cursor
     inode = cursor.file_inode
-    read_to(cursor, path.stat().st_size, len(rows))
 
-    with path.open("r+b") as same_file:
-        same_file.truncate(len(header) + len(rows[0]))
+    with followed_file.path.open("r+b") as same_file:
+        same_file.truncate(len(followed_file.header) + len(followed_file.rows[0]))
 
-    assert check(source, cursor) == (True, len(header))
+    assert check(followed_file.source, cursor) == (True, len(followed_file.header))
     assert (cursor.pass_number, cursor.next_line, cursor.file_inode) == (2, 2, inode)
 
 
 def test_a_new_file_without_a_whole_header_is_waited_for(tmp_path: Path) -> None:
-    header, rows = generated_lines(tmp_path, 1)
-    path = tmp_path / "followed.csv"
-    path.write_bytes(header + b"".join(rows))
-    source, cursor = followed(path, header)
-    check(source, cursor)
-    read_to(cursor, path.stat().st_size, len(rows))
-    old_inode = cursor.file_inode
+    followed_file = read_to_the_end(tmp_path, 24)
+    cursor = followed_file.cursor
+    old = (cursor.pass_number, cursor.position, cursor.file_inode)
 
-    path.rename(tmp_path / "followed.csv.1")
-    path.write_bytes(header[:20])
+    followed_file.path.rename(tmp_path / "followed.csv.1")
+    followed_file.path.write_bytes(followed_file.header[:20])
 
-    assert check(source, cursor)[0] is False
-    assert (cursor.pass_number, cursor.file_inode) == (1, old_inode)
+    assert check(followed_file.source, cursor)[0] is False
+    assert (cursor.pass_number, cursor.position, cursor.file_inode) == old
 
 
 # --- Which sources can be followed ----------------------------------------------------------
