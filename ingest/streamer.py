@@ -237,8 +237,13 @@ def _advance(
 ) -> list[_Planned]:
     """Read up to ``budget`` chunks from the cursor, record them and move the cursor on."""
     planned: list[_Planned] = []
-    with reader.open_at(source.location, cursor.position) as stream:
-        if source.follow and not follow.check_file(source, cursor, stream):
+    opened = (
+        follow.open_followed(source, cursor)
+        if source.follow
+        else reader.open_at(source.location, cursor.position)
+    )
+    with opened as stream:
+        if stream is None:
             return planned  # a rotated file whose header is not written yet
         for run, data in reader.read_line_runs(
             stream,
