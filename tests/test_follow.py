@@ -18,6 +18,7 @@ import redis
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
+from django.test import Client
 from pytest_django.fixtures import Settings
 
 from ingest import follow, streamer
@@ -32,6 +33,7 @@ from ingest.models import (
     StreamSource,
 )
 from ingest.reader import identity_of
+from tests.support.admin_forms import add_source_in_the_admin
 from tests.support.pipeline import duplicate_samples, generate_csv, sample_count
 from tests.support.workers import Worker, WorkerFactory, wait_for
 
@@ -243,6 +245,17 @@ def test_add_source_refuses_follow_with_loop(db: None, tmp_path: Path) -> None:
     call_command("add_source", "f", str(path), "--follow", stdout=io.StringIO())
 
     assert StreamSource.objects.get().follow is True
+
+
+def test_the_admin_form_refuses_follow_with_loop(admin_client: Client, tmp_path: Path) -> None:
+    header, rows = generated_lines(tmp_path, 1)
+    path = tmp_path / "followed.csv"
+    path.write_bytes(header + b"".join(rows))
+
+    page = add_source_in_the_admin(admin_client, str(path), follow="on", loop="on")
+
+    assert "follow and loop exclude each other" in page
+    assert not StreamSource.objects.exists()
 
 
 # --- On real workers --------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class OutstandingChunkAdmin(ReadOnlyAdmin[OutstandingChunk]):
     )
     list_filter = ("cursor__source",)
     list_select_related = ("cursor",)
+    exclude = ("payload",)  # a followed file's kept message: compressed bytes
 
     @admin.display(description="chunk id")
     def chunk_id(self, chunk: OutstandingChunk) -> str:
