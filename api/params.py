@@ -178,6 +178,21 @@ class AggregateParams(TimeRangeParams):
     bucket = BucketField(help_text="Bucket width: 10s, 1m, 1h, 1d, ...")
 
 
+class FleetExportParams(TimeRangeParams):
+    """An export of every device: the range is required, so no request reads all history."""
+
+    start_time = AwareDateTimeField(
+        bound="lower", help_text=f"Inclusive lower bound. {TIME_FORMAT}"
+    )
+    end_time = AwareDateTimeField(bound="upper", help_text=f"Inclusive upper bound. {TIME_FORMAT}")
+    hostname = serializers.CharField(
+        max_length=255, required=False, help_text="Only the devices of this host (exact name)."
+    )
+    model = serializers.CharField(
+        max_length=128, required=False, help_text="Only devices of this GPU model (exact name)."
+    )
+
+
 def check_bucket_count(start: datetime, end: datetime, bucket: timedelta) -> None:
     if (end - start) / bucket > MAX_BUCKETS:
         raise serializers.ValidationError(

@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
 from rest_framework.serializers import BaseSerializer
 
 from api.pagination import SamplePageParams
-from api.params import AggregateParams, TimeRangeParams
+from api.params import AggregateParams, FleetExportParams, TimeRangeParams
 from api.serializers import AggregateSerializer, LatestSerializer, SamplePageSerializer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -197,4 +197,54 @@ latest: Callable[[F], F] = extend_schema(
             value=[{"metric": "DCGM_FI_DEV_GPU_TEMP", "timestamp": EXAMPLE_TIME, "value": 34.0}],
         )
     ],
+)
+
+
+_CSV_DESCRIPTION = (
+    "A DCGM CSV file (timestamp, metric_name, gpu_id, device, uuid, modelName, Hostname, "
+    "container, pod, namespace, value, labels_raw; gpu_instance_id and gpu_instance_profile "
+    "too when a MIG instance is in it) that import_csv reads back into the same samples: times "
+    "in UTC to the microsecond, values as the shortest text of the same float, the GPU's "
+    "labels in labels_raw. Streamed, every row, however many."
+)
+_EXAMPLE_CSV = (
+    '"timestamp","metric_name","gpu_id","device","uuid","modelName","Hostname","container",'
+    '"pod","namespace","value","labels_raw"\n'
+    f'"2025-07-18T20:42:34.000000Z","DCGM_FI_DEV_GPU_TEMP","0","nvidia0","{EXAMPLE_UUID}",'
+    '"NVIDIA H100 80GB HBM3","mtv5-dgx1-hgpu-031","","","","34.0",'
+    '"DCGM_FI_DRIVER_VERSION=""535.129.03"",Hostname=""mtv5-dgx1-hgpu-031"",..."\n'
+)
+
+
+def _csv_responses(*errors: int) -> dict[Any, Any]:
+    """The file as a text/csv 200; the errors as JSON, as on every operation."""
+    csv_file = OpenApiResponse(
+        response=OpenApiTypes.STR,
+        description=_CSV_DESCRIPTION,
+        examples=[OpenApiExample("one sample", value=_EXAMPLE_CSV, response_only=True)],
+    )
+    return {(200, "text/csv"): csv_file, 400: _BAD_REQUEST, **{s: _ERRORS[s] for s in errors}}
+
+
+telemetry_csv: Callable[[F], F] = extend_schema(
+    operation_id="api_v1_gpus_telemetry_csv_retrieve",
+    summary="A GPU's samples as a CSV file",
+    description=(
+        "The samples /telemetry pages through, with the same filters, as one DCGM CSV file "
+        "in ascending time, without a row limit (Content-Disposition: attachment)."
+    ),
+    parameters=[DEVICE_PARAMETER, TimeRangeParams],
+    responses=_csv_responses(404),
+)
+
+fleet_telemetry_csv: Callable[[F], F] = extend_schema(
+    operation_id="api_v1_telemetry_csv_retrieve",
+    summary="Every device's samples in a time range as a CSV file",
+    description=(
+        "All samples between start_time and end_time (both required), device after device "
+        "(by host, GPU index, uuid, whole GPU before its MIG instances), each device's in "
+        "ascending time; optionally only a host's, a model's or some metrics' samples."
+    ),
+    parameters=[FleetExportParams],
+    responses=_csv_responses(),
 )

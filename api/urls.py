@@ -3,6 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from api.export_views import DeviceTelemetryCsvView, FleetTelemetryCsvView
 from api.push_views import CsvImportView, PageImportView, RemoteWriteView
 from api.views import GpuViewSet, HostViewSet, MetricListView, StatsView
 
@@ -17,6 +18,8 @@ router.register("hosts", HostViewSet, basename="host")
 urlpatterns = [
     path("metrics", MetricListView.as_view(), name="metrics"),
     path("stats", StatsView.as_view(), name="stats"),
+    path("telemetry.csv", FleetTelemetryCsvView.as_view(), name="telemetry-csv"),
+    path("gpus/<str:id>/telemetry.csv", DeviceTelemetryCsvView.as_view(), name="gpu-telemetry-csv"),
     path("write", RemoteWriteView.as_view(), name="write"),
     path("import/csv", CsvImportView.as_view(), name="import-csv"),
     path("import/prometheus", PageImportView.as_view(), name="import-prometheus"),
