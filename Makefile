@@ -8,7 +8,7 @@ MANAGE := DJANGO_DEBUG=1 $(PY) manage.py
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-exposition bench-write csv-validate audit bench-charts vendor-charts
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-exposition bench-write bench-export csv-validate audit bench-charts vendor-charts
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -121,9 +121,9 @@ protobuf: $(VENV)/.installed  ## compile ingest/remote_write.proto into ingest/r
 
 # --- Measurements (bench/) ------------------------------------------------------------------
 # ROWS, STREAMERS and COLLECTORS are passed on only when given: each command holds its own
-# defaults (bench 1,000,000 rows, explain-api 5,000,000, bench-api 10,000,000, bench-write
-# 300,000 samples), and its own database (telemetry_bench, telemetry_explain,
-# telemetry_bench_api, telemetry_bench_write on the PostgreSQL server of DATABASE_URL or
+# defaults (bench 1,000,000 rows, explain-api 5,000,000, bench-api and bench-export
+# 10,000,000, bench-write 300,000 samples), and its own database (telemetry_bench,
+# telemetry_explain, telemetry_bench_api, telemetry_bench_export, telemetry_bench_write on the PostgreSQL server of DATABASE_URL or
 # DB_HOST, by default 127.0.0.1:5432), never the project's.
 ROWS_OPTION = $(if $(ROWS),--rows $(ROWS))
 
@@ -134,6 +134,10 @@ explain-api: $(VENV)/.installed  ## EXPLAIN ANALYZE every API query on >= ROWS (
 # autovacuum keeps a live database in (visibility map set).
 bench-api: $(VENV)/.installed  ## p50/p99 of 1,000 requests per API endpoint on ROWS (10M) samples in its own kept database: make bench-api ROWS=1000000
 	$(MANAGE) bench_api $(ROWS_OPTION) --keep --vacuum $(ARGS)
+
+# The database is kept, so the next run skips the fill.
+bench-export: $(VENV)/.installed  ## rows/s and peak RSS of the gunicorn worker streaming GET /api/v1/telemetry.csv over ROWS (10M) samples in its own kept database: make bench-export ROWS=1000000
+	$(MANAGE) bench_export $(ROWS_OPTION) --keep $(ARGS)
 
 bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=3
 	$(MANAGE) bench_pipeline $(ROWS_OPTION) \

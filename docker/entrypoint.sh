@@ -12,6 +12,7 @@
 # set variables only and the health checks read back what really runs (besides what
 # telemetry_project/settings.py reads):
 #   PORT, WEB_HOST, WEB_CONCURRENCY, WEB_TIMEOUT  web: gunicorn (8000, 0.0.0.0, 2, 60)
+#   WEB_THREADS          web: threads per gthread worker (4; read by telemetry_project/gunicorn_config.py)
 #   WORKER_QUEUES        streamer, collector: queues consumed (stream; collect)
 #   WORKER_POOL          ... Celery pool: solo, prefork or threads (solo)
 #   WORKER_CONCURRENCY   ... processes or threads of a prefork or threads pool (Celery: the CPUs)

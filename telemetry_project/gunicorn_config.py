@@ -1,4 +1,5 @@
-"""gunicorn's settings for the web role: prometheus_client's multiprocess mode across workers.
+"""gunicorn's settings for the web role: threaded workers, and prometheus_client's
+multiprocess mode across them.
 
 Loaded with ``gunicorn --config python:telemetry_project.gunicorn_config`` (as
 docker/entrypoint.sh does; the other settings come from its command line). The request series
@@ -7,6 +8,13 @@ worker process, and whichever worker answers a scrape of /metrics sums them all.
 variable must be set before any worker imports prometheus_client, which decides at import
 where values live, and the directory must not hold a previous server's files. Without the
 variable a fresh temporary directory is used, and removed when the server exits.
+
+Workers are gthread workers, ``WEB_THREADS`` threads each (4 by default). A sync worker
+beats gunicorn's heartbeat only between requests, so the arbiter kills one whose request
+runs past ``--timeout`` (WEB_TIMEOUT, 60 s): a CSV export streaming for minutes would be cut
+off mid-file. A gthread worker's main loop beats it while requests run in its threads, so a
+stream lasts as long as the client reads, and the timeout still replaces a worker whose main
+loop hangs. docs/design.md, "CSV export".
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Protocol
+
+from telemetry_project.env import env_int
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -33,6 +43,10 @@ def _metrics_directory() -> tuple[Path, bool]:
     os.environ[MULTIPROC_VARIABLE] = str(made)
     return made, True
 
+
+worker_class = "gthread"
+# Each thread holds its own database connection (CONN_MAX_AGE): workers x threads per pod.
+threads = env_int("WEB_THREADS", 4, minimum=1)
 
 # Set when gunicorn reads this module: before it loads the application (even with --preload)
 # and before it forks a worker, which inherits the variable.
