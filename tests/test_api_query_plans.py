@@ -18,7 +18,7 @@ from pytest_django import DjangoAssertNumQueries
 
 from api.cursors import Cursor
 from api.pagination import SEEK_AFTER_ROWS
-from ingest.models import Sample
+from ingest.models import Gpu, Sample
 from tests.support.api_data import PLANNER_SPEC, Loaded
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("generated_data")]
@@ -278,3 +278,48 @@ def test_every_api_query_on_samples_uses_an_index(api: Client, uuid: str) -> Non
     assert not scans, f"sequential scans of the sample table: {scans}\n\n{report}"
     unindexed = [url for url, _, plan in plans if "Index" not in plan]
     assert not unindexed, f"plans without an index: {unindexed}\n\n{report}"
+
+
+# --- the CSV exports: one cursor per device, each on the (gpu, timestamp) index -------------
+
+DECLARE_CURSOR = re.compile(r"^DECLARE .+? CURSOR (?:WITH|WITHOUT) HOLD FOR ", re.DOTALL)
+EXPORT_URLS = [
+    "/api/v1/gpus/{uuid}/telemetry.csv",
+    f"/api/v1/gpus/{{uuid}}/telemetry.csv?{FILTERS}",
+    f"/api/v1/telemetry.csv?start_time={START}&end_time={END}",
+    f"/api/v1/telemetry.csv?start_time={START}&end_time={END}&hostname=mtv5-dgx1-hgpu-001"
+    f"&metric={METRIC}",
+]
+
+
+def export_sample_queries(api: Client, url: str) -> list[str]:
+    """The sample queries of an export, run by reading its whole stream."""
+    with CaptureQueriesContext(connection) as captured:
+        response = api.get(url)
+        assert response.status_code == 200, response.content
+        response.getvalue()
+    # A server-side cursor is logged as its DECLARE: the query is what it is declared for.
+    queries = [DECLARE_CURSOR.sub("", query["sql"]) for query in captured.captured_queries]
+    return [sql for sql in queries if "ingest_sample" in sql]
+
+
+@pytest.mark.parametrize("url", EXPORT_URLS)
+def test_every_export_query_on_samples_uses_an_index(api: Client, uuid: str, url: str) -> None:
+    queries = export_sample_queries(api, url.format(uuid=uuid))
+
+    assert queries, "the capture missed the export's queries"
+    plans = [explain(sql) for sql in queries]
+    scans = [match for plan in plans for match in SEQ_SCAN_ON_SAMPLES.findall(plan)]
+    assert not scans, f"sequential scans of the sample table: {scans}\n\n{plan_shape(plans[0])}"
+    assert all("Index" in plan for plan in plans), plan_shape(plans[0])
+
+
+def test_a_fleet_export_queries_only_devices_with_samples_in_its_range(api: Client) -> None:
+    # Devices first seen after the range ends, or last seen before it starts, are never read.
+    devices = Gpu.objects.filter(
+        sample_count__gt=0, first_seen__lte=END, last_seen__gte=START
+    ).count()
+    url = "/api/v1/telemetry.csv?start_time=2025-07-18T00:00:00Z&end_time=2025-07-18T20:42:33Z"
+
+    assert export_sample_queries(api, url) == []
+    assert len(export_sample_queries(api, EXPORT_URLS[2])) == devices == PLANNER_SPEC.gpu_count
