@@ -410,6 +410,8 @@ ENDPOINTS = [
     AGGREGATE,
     f"/api/v1/gpus/{REFERENCE_UUID}/latest",
     f"/api/v1/gpus/{REFERENCE_UUID}",
+    f"/api/v1/gpus/{REFERENCE_UUID}/telemetry.csv",
+    "/api/v1/telemetry.csv",
     "/api/v1/metrics",
     "/api/v1/stats",
 ]
@@ -489,7 +491,7 @@ def test_a_100_kb_bucket_is_a_400_naming_it(live_api: Client) -> None:
     assert "bucket" in response.json()
 
 
-UUID_SUFFIXES = ["", "/latest", "/telemetry", "/telemetry/aggregate?bucket=1h"]
+UUID_SUFFIXES = ["", "/latest", "/telemetry", "/telemetry/aggregate?bucket=1h", "/telemetry.csv"]
 
 
 @pytest.mark.parametrize(
