@@ -1,12 +1,15 @@
 """A real gunicorn serving the project on a free port, as the web role runs it.
 
 The server reads ``telemetry_project/gunicorn_config.py`` like the image's entrypoint, on the
-database and broker of the environment it is given; measurements read its worker processes'
-memory, tests its behaviour (``tests/test_export_behind_gunicorn.py``).
+database and broker of the environment it is given: ``make bench-write`` sends it remote
+writes, ``make bench-export`` reads its worker's memory, and tests its behaviour
+(``tests/test_export_behind_gunicorn.py``).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 import psutil
+from django.core.management.base import CommandError
 
 START_SECONDS: Final = 60.0
 
@@ -44,47 +48,65 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
-def gunicorn(
-    env: Mapping[str, str], log: Path, *, timeout: int = 60, options: Sequence[str] = ()
-) -> Iterator[WebServer]:
-    """One gunicorn worker serving the project until the block ends; ``options`` are added
-    to its command line (``--worker-class sync``, ...)."""
+def start(
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    workers: int = 1,
+    timeout: int = 60,
+    options: Sequence[str] = (),
+) -> WebServer:
+    """gunicorn serving the project, once it accepts connections; ``options`` are added to
+    its command line (``--worker-class sync``, ...). It runs in a session of its own, which
+    ``stop`` ends whole."""
     port = free_port()
     command = [
         sys.executable, "-m", "gunicorn", "telemetry_project.wsgi:application",
         "--config", "python:telemetry_project.gunicorn_config",
-        "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", str(timeout), *options,
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", str(timeout),
+        *options,
     ]  # fmt: skip
     with log.open("wb") as sink:
-        process = subprocess.Popen(  # noqa: S603  (the project's own server)
+        process = subprocess.Popen(  # noqa: S603  (gunicorn from this virtualenv)
             command,
             cwd=Path(__file__).resolve().parents[1],
-            env={**env, "DJANGO_ALLOWED_HOSTS": "127.0.0.1"},
+            env={**env, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"},
             stdout=sink,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    try:
-        server = WebServer("127.0.0.1", port, process, log)
-        _wait_until_listening(server)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_listening(server: WebServer) -> None:
+    server = WebServer("127.0.0.1", port, process, log)
     deadline = time.monotonic() + START_SECONDS
     while True:
         try:
             socket.create_connection((server.host, server.port), timeout=1).close()
         except OSError:
-            if server.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start: {server.log.read_text()}") from None
-            time.sleep(0.2)
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop(server)
+                raise CommandError(f"gunicorn did not start: {log.read_text()}") from None
+            time.sleep(0.1)
         else:
-            return
+            return server
+
+
+def stop(server: WebServer) -> None:
+    """SIGTERM to the server's session (arbiter and workers), SIGKILL after 30 s."""
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+
+
+@contextmanager
+def gunicorn(
+    env: Mapping[str, str], log: Path, *, timeout: int = 60, options: Sequence[str] = ()
+) -> Iterator[WebServer]:
+    """One gunicorn worker serving the project until the block ends."""
+    server = start(env, log, timeout=timeout, options=options)
+    try:
+        yield server
+    finally:
+        stop(server)

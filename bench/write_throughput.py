@@ -7,10 +7,11 @@ remote write requests a Prometheus sends: ``batch`` samples each (Prometheus sen
 2,000), the series of a batch grouped, the ``WriteRequest`` built with the generated protobuf
 module and compressed with snappy. Then, ``runs`` times, on emptied tables:
 
-- write: gunicorn (one worker per core) serving the API, real collector workers (solo pool),
-  ``senders`` client threads posting the requests with a write token, as a Prometheus's
-  shards do (a 503 is sent again after a short pause, as Prometheus retries it), timed from
-  the first request to the last commit in the ledger;
+- write: gunicorn (``bench.web_server``: the web role's configuration, one worker per core)
+  serving the API, real collector workers (solo pool), ``senders`` client threads posting
+  the requests with a write token, as a Prometheus's shards do (a 503 is sent again after a
+  short pause, as Prometheus retries it), timed from the first request to the last commit in
+  the ledger;
 - import: ``import_csv`` of the generated file through a streamer and as many collectors,
   measured exactly as ``make bench`` measures its pipeline (``bench.pipeline_throughput``).
 
@@ -27,11 +28,7 @@ import csv
 import http.client
 import os
 import queue
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -42,13 +39,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import cramjam
-import psutil
 import psycopg2  # type: ignore[import-untyped]
 import redis
 from django.conf import settings
 from django.core.management.base import CommandError, OutputWrapper
 
 from api.models import hash_key
+from bench import web_server
 from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from bench.pipeline_throughput import (
     BenchDatabase,
@@ -66,7 +63,6 @@ from telemetry_project.routing import COLLECT_QUEUE
 DATABASE: Final = BenchDatabase("telemetry_bench_write", "redis://127.0.0.1:6379/9")
 TOKEN_KEY: Final = "bench-write-token-" + "w" * 32
 RETRY_PAUSE_SECONDS: Final = 0.05
-START_TIMEOUT_SECONDS: Final = 60.0
 COMMIT_TIMEOUT_SECONDS: Final = 600.0
 CPU_ROLES: Final = ("web", "streamer", "collector", "importer", "postgres", "redis")
 
@@ -208,8 +204,7 @@ class WriteBenchmark:
     ) -> Timed:
         truncate_ingest_tables(self.database)
         broker.flushdb()
-        port = _free_port()
-        web = _start_web(env, port, work)
+        web = web_server.start(env, work / "web.log", workers=os.cpu_count() or 1)
         collectors: list[Worker] = []
         sampler: UsageSampler | None = None
         try:
@@ -219,13 +214,12 @@ class WriteBenchmark:
 
             def running() -> list[tuple[str, int]]:
                 found = [(worker.role, worker.process.pid) for worker in collectors]
-                children = [child.pid for child in psutil.Process(web.pid).children()]
-                return found + [("web", pid) for pid in (web.pid, *children)]
+                return found + [("web", pid) for pid in (web.process.pid, *web.worker_pids())]
 
             sampler = UsageSampler(usage["write"], running, self.database.name)
             sampler.start()
             started = datetime.now(UTC)
-            retries = _send_all(port, bodies, self.options.senders)
+            retries = _send_all(web.port, bodies, self.options.senders)
             seconds = self._committed_since(started)
             sampler.stop()
         except CommandError as error:
@@ -236,7 +230,7 @@ class WriteBenchmark:
         finally:
             if sampler is not None and sampler.is_alive():
                 sampler.stop()
-            _stop(web)
+            web_server.stop(web)
             for worker in collectors:
                 worker.stop()
         return Timed(self.options.samples, seconds, retries)
@@ -335,36 +329,3 @@ def _send_all(port: int, bodies: list[bytes], senders: int) -> int:
     if failures:
         raise CommandError(f"a write was refused: {failures[0]}")
     return sum(retries)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_web(env: dict[str, str], port: int, work: Path) -> subprocess.Popen[bytes]:
-    """gunicorn, one worker per core, once it accepts connections."""
-    log = work / "web.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen(  # noqa: S603  (gunicorn from this virtualenv)
-            [sys.executable, "-m", "gunicorn", "telemetry_project.wsgi", "--bind",
-             f"127.0.0.1:{port}", "--workers", str(os.cpu_count() or 1)],
-            cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise CommandError(f"gunicorn did not start: {log.read_text()}") from None
-            time.sleep(0.1)
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
