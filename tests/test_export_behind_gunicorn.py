@@ -1,11 +1,14 @@
-"""CSV exports from a real gunicorn: whole past the worker timeout, in flat memory.
+"""CSV exports from a real gunicorn: whole past the worker timeout, in flat memory, and
+rolled back when the client leaves.
 
 The server is the web role's (``telemetry_project/gunicorn_config.py``: gthread workers) on the
 test database, which holds 200,000 generated samples (~80 MB of CSV) for the module. The
 timeout test reads the export slowly, through a small receive buffer, so the stream outlasts
 gunicorn's ``--timeout`` several times over; a sync worker serving the same slow client is
 killed mid-file, which shows the reading is slow enough to matter. The memory test is the
-CI-sized run of ``make bench-export``.
+CI-sized run of ``make bench-export``. A client that leaves mid-file ends the export's
+transaction (the worker's write fails, gunicorn closes the response, the stream's
+transaction rolls back).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from django.db import connection
 from django.db.models import Max, Min
 from pytest_django import DjangoDbBlocker
 
@@ -29,7 +33,7 @@ from bench.sample_database import rfc3339
 from bench.web_server import WebServer, gunicorn
 from ingest.models import Gpu
 from tests.support.api_data import Loaded, loaded_while_in_use
-from tests.support.workers import database_url_for_workers
+from tests.support.workers import database_url_for_workers, wait_for
 
 # django_db: the tests read the time span themselves (the rows are the module fixture's).
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -166,3 +170,37 @@ def test_exporting_four_times_the_rows_takes_no_more_memory(
     assert SMALL_ROWS <= small.rows < ROWS / 2
     assert large.growth_mb < GROWTH_BOUND_MB
     assert large.growth_mb - small.growth_mb < EXTRA_GROWTH_BOUND_MB
+
+
+def open_transactions_of_others() -> int:
+    """Backends of the test database, other than this test's, inside a transaction."""
+    with connection.cursor() as cursor:
+        # The test runs in a transaction, which would otherwise see the activity of its
+        # first look at pg_stat_activity every time.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%%'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_a_client_leaving_mid_export_leaves_no_transaction_open(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = whole_range()
+    with gunicorn(server_env, tmp_path / "gunicorn.log") as server:
+        client = SlowReader(server.host, server.port, timeout=60)
+        client.request("GET", path)
+        response = client.getresponse()
+        first = response.read(SLOW_READ_BYTES)
+        # The server waits on this reader, its device's transaction open.
+        wait_for(lambda: open_transactions_of_others() == 1, 30, what="the export's transaction")
+        client.close()  # gone, with most of the file unread
+        wait_for(lambda: open_transactions_of_others() == 0, 30, what="the export's rollback")
+        after = read_whole(server, whole_range(SMALL_ROWS / ROWS))
+        log = server.log.read_text()
+
+    assert "Traceback" not in log, log
+    assert first.startswith(b'"timestamp","metric_name"')
+    assert after.count(b"\n") > SMALL_ROWS, "the worker serves the next export"
