@@ -12,9 +12,13 @@ import redis
 from django.conf import settings
 from pytest_django import DjangoDbBlocker
 
-from bench.dcgm_generator import write_dcgm_csv
 from ingest import dimensions
-from tests.support.api_data import PLANNER_SPEC, Loaded, loaded_while_in_use
+from tests.support.api_data import (
+    PLANNER_SPEC,
+    Loaded,
+    generated_while_in_use,
+    loaded_while_in_use,
+)
 from tests.support.reference import REFERENCE_CSV
 from tests.support.workers import WorkerFactory, database_url_for_workers
 
@@ -93,7 +97,5 @@ def generated_data(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Loaded]:
     """A generated export of about 300k rows, committed and ANALYZEd for the module."""
-    path = tmp_path_factory.mktemp("planner") / "generated.csv"
-    with path.open("wb") as out:
-        write_dcgm_csv(out, PLANNER_SPEC)
-    yield from loaded_while_in_use(django_db_blocker, path)
+    folder = tmp_path_factory.mktemp("planner")
+    yield from generated_while_in_use(django_db_blocker, folder, PLANNER_SPEC)

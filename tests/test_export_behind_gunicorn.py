@@ -27,12 +27,12 @@ from django.db import connection
 from django.db.models import Max, Min
 from pytest_django import DjangoDbBlocker
 
-from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
+from bench.dcgm_generator import GeneratorSpec
 from bench.export_throughput import export_run
 from bench.sample_database import rfc3339
 from bench.web_server import WebServer, gunicorn
 from ingest.models import Gpu
-from tests.support.api_data import Loaded, loaded_while_in_use
+from tests.support.api_data import Loaded, generated_while_in_use
 from tests.support.workers import database_url_for_workers, wait_for
 
 # django_db: the tests read the time span themselves (the rows are the module fixture's).
@@ -60,10 +60,8 @@ def exported_table(
     django_db_blocker: DjangoDbBlocker,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Loaded]:
-    path = tmp_path_factory.mktemp("export") / "generated.csv"
-    with path.open("wb") as out:
-        write_dcgm_csv(out, SPEC)
-    yield from loaded_while_in_use(django_db_blocker, path)
+    """200,000 generated samples, committed for the module."""
+    yield from generated_while_in_use(django_db_blocker, tmp_path_factory.mktemp("export"), SPEC)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 from django.db import connection
 from pytest_django import DjangoDbBlocker
 
-from bench.dcgm_generator import GeneratorSpec
+from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from bench.direct_load import collect_file
 from ingest import dimensions
 from ingest.apps import ingest_tables
@@ -74,6 +74,16 @@ def loaded_while_in_use(blocker: DjangoDbBlocker, path: Path) -> Iterator[Loaded
     yield loaded
     with blocker.unblock():
         truncate_ingest_tables()
+
+
+def generated_while_in_use(
+    blocker: DjangoDbBlocker, folder: Path, spec: GeneratorSpec
+) -> Iterator[Loaded]:
+    """``loaded_while_in_use`` of a file the generator writes into ``folder`` from ``spec``."""
+    path = folder / "generated.csv"
+    with path.open("wb") as out:
+        write_dcgm_csv(out, spec)
+    yield from loaded_while_in_use(blocker, path)
 
 
 def analyze_ingest_tables() -> None:
