@@ -228,6 +228,9 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
             additions[Tally.source_key(label, Tally.SourceCounter.ROWS_COMMITTED)] += rows
             additions[Tally.source_key(label, Tally.SourceCounter.ROWS_REJECTED)] += len(rejected)
             additions[Tally.source_key(label, Tally.SourceCounter.CHUNKS_COMMITTED)] += 1
+            if not chunk.pushed:  # a push counts its own once per body, when it is received
+                ignored = Tally.source_key(label, Tally.SourceCounter.IGNORED_SAMPLES)
+                additions[ignored] += parsed.skipped
             counters.add_tallies(additions, stripe=counters.stripe_for(chunk.chunk_id))
             ChunkAttempt.objects.filter(pk=chunk.chunk_id).delete()
     except _AlreadyCommittedError:

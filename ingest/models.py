@@ -209,7 +209,14 @@ class StreamSource(models.Model):
     last_scrape_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_scrape_duration_seconds = models.FloatField(null=True, blank=True, editable=False)
+    # A scrape source's newest dispatched slot (its start, epoch milliseconds): a slot is
+    # claimed by moving this on with a conditional UPDATE, so it is dispatched once.
+    last_slot_ms = models.BigIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # How a file is read in chunks; a scrape source fetches one whole page a slot instead.
+    FILE_ONLY_FIELDS = ("batch_size", "pace", "shards", "loop", "follow")
+    SCRAPE_INTERVAL_SECONDS = 10  # a scrape source's interval unless one is given
 
     class Meta:
         ordering = ["name"]
@@ -218,9 +225,29 @@ class StreamSource(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """Refuse a follow switch that cannot be honoured (``ingest.follow``)."""
-        if not self.follow:
-            return
+        """Refuse what a source cannot do: the settings of reading a file on a scrape source,
+        and a follow switch that cannot be honoured (``ingest.follow``). The admin form and
+        ``add_source`` both validate through here."""
+        if self.kind == self.Kind.SCRAPE:
+            self._clean_scrape()
+        elif self.follow:
+            self._clean_follow()
+
+    def _clean_scrape(self) -> None:
+        errors = {
+            name: self.file_only_refusal(name)
+            for name in self.FILE_ONLY_FIELDS
+            if getattr(self, name) != self.default_of(name)
+        }
+        if not self.is_url:
+            errors["location"] = (
+                "a scrape source fetches an http(s) URL (an exporter's /metrics page), "
+                f"not {self.location!r}"
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_follow(self) -> None:
         if self.loop:
             raise ValidationError(
                 {"follow": "follow and loop exclude each other: a followed file waits at its "
@@ -236,6 +263,20 @@ class StreamSource(models.Model):
                 {"follow": "a followed file is streamed as one shard: rows are appended at its "
                  "end, and a rotated file is read again from its start"}
             )  # fmt: skip
+
+    @classmethod
+    def default_of(cls, name: str) -> object:
+        """The model's default for the field ``name``."""
+        field = cls._meta.get_field(name)
+        return field.get_default() if isinstance(field, models.Field) else None
+
+    @classmethod
+    def file_only_refusal(cls, name: str) -> str:
+        """Why the file-reading setting ``name`` is refused for a scrape source."""
+        return (
+            f"{name} does not apply to a scrape source: it fetches one whole page per "
+            "interval-aligned slot, never chunks of a file"
+        )
 
     @property
     def stream_queue(self) -> str:
@@ -291,7 +332,10 @@ class OutstandingChunk(models.Model):
     commit, and published again with the same id and stamp until a collector commits it.
     Publishing again reads its bytes from the source anew, except for a followed file, whose
     chunks keep their collect message (``payload``): that file may be rotated or truncated
-    before the chunk is committed, and then its bytes are no longer at the path.
+    before the chunk is committed, and then its bytes are no longer at the path. A scraped
+    page's chunk keeps its message too (publishing it again never fetches again), and sits on
+    its source's one cursor with its slot (epoch milliseconds) as start and end offset, which
+    the unique constraint makes one row per slot.
     """
 
     cursor = models.ForeignKey(StreamCursor, models.CASCADE, related_name="outstanding")
@@ -306,7 +350,8 @@ class OutstandingChunk(models.Model):
     recorded_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField()
     publish_count = models.PositiveIntegerField(default=1)
-    # The collect message (msgpack; the data inside it compressed), for followed files only.
+    # The collect message (msgpack; the data inside it compressed), for followed files and
+    # scraped pages only.
     payload = models.BinaryField(null=True, blank=True)
 
     class Meta:
@@ -324,6 +369,11 @@ class OutstandingChunk(models.Model):
 def chunk_id_for(source_id: int, shard: int, pass_number: int, start_offset: int) -> str:
     """The chunk's identity: the same bytes of the same pass always get the same id."""
     return f"{source_id}:{shard}:{pass_number}:{start_offset}"
+
+
+def scrape_chunk_id(source_id: int, slot_ms: int) -> str:
+    """A scraped page's identity: its source and slot, whoever scraped it and however often."""
+    return f"scrape:{source_id}:{slot_ms}"
 
 
 class IngestedChunk(models.Model):
@@ -460,7 +510,8 @@ class Tally(models.Model):
         CHUNKS_COMMITTED = "chunks_committed", "chunks committed"
         DUPLICATE_DELIVERIES = "duplicates", "deliveries of a chunk already done, skipped"
         DEAD_LETTERS = "dead_letters", "messages set aside as dead letters"
-        # Pushes only, counted once per body (ingest.push): neither stored nor rejected.
+        # Neither stored nor rejected: counted once per pushed body (ingest.push), or per
+        # scraped page in its collect transaction.
         IGNORED_SAMPLES = "ignored_samples", "samples of series that are not DCGM fields"
         STALE_MARKERS = "stale_markers", "Prometheus staleness markers, skipped"
 

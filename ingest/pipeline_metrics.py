@@ -56,7 +56,8 @@ COUNTER_SERIES: dict[Tally.SourceCounter, tuple[str, str]] = {
     ),
     Tally.SourceCounter.IGNORED_SAMPLES: (
         "ignored_samples",
-        "Pushed samples of series that are not DCGM fields: neither stored nor rejected.",
+        "Pushed or scraped samples of series that are not DCGM fields: neither stored nor "
+        "rejected.",
     ),
     Tally.SourceCounter.STALE_MARKERS: (
         "stale_markers",
@@ -65,12 +66,30 @@ COUNTER_SERIES: dict[Tally.SourceCounter, tuple[str, str]] = {
 }
 
 
+SCRAPE_COLUMNS = ("last_scrape_at", "last_success_at", "last_scrape_duration_seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeHealth:
+    """A scrape source's last scrape, as the scrapes wrote it on the source."""
+
+    last_scrape_at: datetime | None
+    last_success_at: datetime | None
+    duration_seconds: float | None
+
+    @property
+    def up(self) -> bool:
+        """Whether the last scrape succeeded (a failed one moves only ``last_scrape_at``)."""
+        return self.last_success_at is not None and self.last_success_at == self.last_scrape_at
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """A source as its series need it: the label it is exposed under, and its own state."""
 
     label: str
     throttled_ticks: int
+    scrape: ScrapeHealth | None = None  # scrape sources only
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +109,15 @@ class Snapshot:
 
     @classmethod
     def read(cls) -> Snapshot:
+        columns = ("id", "name", "scheduled", "throttled_ticks", "kind", *SCRAPE_COLUMNS)
         sources = {
-            source_id: Source(name if scheduled else Tally.IMPORTS, throttled)
-            for source_id, name, scheduled, throttled in StreamSource.objects.values_list(
-                "id", "name", "scheduled", "throttled_ticks"
+            source_id: Source(
+                name if scheduled else Tally.IMPORTS,
+                throttled,
+                ScrapeHealth(*health) if kind == StreamSource.Kind.SCRAPE else None,
+            )
+            for source_id, name, scheduled, throttled, kind, *health in (
+                StreamSource.objects.values_list(*columns)
             )
         }
         # Outstanding chunks are bounded by MAX_OUTSTANDING_CHUNKS per cursor: a small table.
@@ -169,15 +193,13 @@ def _delivery_state(snapshot: Snapshot) -> Iterator[Metric]:
         "were at their bound (backpressure).",
         labels=[SOURCE],
     )
-    outstanding_family = GaugeMetricFamily(
-        PREFIX + "outstanding_chunks",
+    outstanding_family = _source_gauge(
+        "outstanding_chunks",
         "Chunks published and not yet committed (confirmed by the next stream tick).",
-        labels=[SOURCE],
     )
-    age_family = GaugeMetricFamily(
-        PREFIX + "oldest_outstanding_chunk_age_seconds",
+    age_family = _source_gauge(
+        "oldest_outstanding_chunk_age_seconds",
         "Seconds since the oldest outstanding chunk was recorded; 0 when none is outstanding.",
-        labels=[SOURCE],
     )
     for label in labels:
         ticks_family.add_metric([label], throttled[label])
@@ -187,10 +209,38 @@ def _delivery_state(snapshot: Snapshot) -> Iterator[Metric]:
     yield from (ticks_family, outstanding_family, age_family)
 
 
+def _scrape_health(snapshot: Snapshot) -> Iterator[Metric]:
+    up = _source_gauge(
+        "scrape_up",
+        "Whether the scrape source's last scrape got a page the parser read (1) or failed (0); "
+        "0 before its first scrape.",
+    )
+    last_success = _source_gauge(
+        "scrape_last_success_timestamp_seconds",
+        "When the scrape source's last successful scrape began, Unix time; 0 before any.",
+    )
+    duration = _source_gauge(
+        "scrape_duration_seconds",
+        "How long the scrape source's last scrape (successful or not) took to fetch and parse.",
+    )
+    scraped = sorted(
+        ((source.label, source.scrape) for source in snapshot.sources.values() if source.scrape),
+        key=lambda pair: pair[0],
+    )
+    for label, health in scraped:
+        up.add_metric([label], 1 if health.up else 0)
+        success = health.last_success_at
+        last_success.add_metric([label], success.timestamp() if success else 0.0)
+        if health.duration_seconds is not None:
+            duration.add_metric([label], health.duration_seconds)
+    yield from (up, last_success, duration)
+
+
 FAMILIES: tuple[Callable[[Snapshot], Iterable[Metric]], ...] = (
     _source_counters,
     _samples_stored,
     _delivery_state,
+    _scrape_health,
 )
 
 
@@ -223,6 +273,10 @@ class PipelineCollector(Collector):
                 "Chunks waiting in the collect queue.",
                 value=depth,
             )
+
+
+def _source_gauge(name: str, documentation: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, documentation, labels=[SOURCE])
 
 
 def _up(part: str, answers: bool) -> Metric:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from ingest.models import (
     StreamCursor,
     StreamSource,
     chunk_id_for,
+    scrape_chunk_id,
 )
 from ingest.queues import pooled_connection, publish_chunk, queue_depth
 from ingest.reader import SourceError
@@ -61,10 +63,12 @@ class TickReport:
         )
 
 
-def record_source_error(source_id: int, message: str, report: TickReport) -> None:
+def record_source_error(source_id: int, message: str, report: TickReport, **also: object) -> None:
+    """Show ``message`` on the source; ``also``: more of its columns, set in the same
+    statement (a scrape's health)."""
     # update(), not save(): the beat schedule does not depend on these fields.
     StreamSource.objects.filter(pk=source_id).update(
-        last_error=message[:2000], last_error_at=timezone.now()
+        last_error=message[:2000], last_error_at=timezone.now(), **also
     )
     logger.error("source %s: %s", source_id, message)
     report.error = message
@@ -115,6 +119,9 @@ def stream_tick(source_id: int, shard: int | None = None) -> TickReport:
     if source is None or not source.enabled:
         report.notes.append("source missing or disabled")
         return report
+    if source.kind == StreamSource.Kind.SCRAPE:
+        report.notes.append("a scrape source is served by its slots (ingest.scraper)")
+        return report
     if source.command_line_only and not sources.is_named_file(source.location):
         record_source_error(source.pk, _command_line_only_refusal(source), report)
         return report
@@ -139,7 +146,7 @@ def stream_tick(source_id: int, shard: int | None = None) -> TickReport:
         report.notes.append(f"no shard {shard}")
         return report
     try:
-        _tick_cursor(source, target.pk, report)
+        tick_cursor(source, target.pk, report, _read_chunks)
     except SourceError as error:
         record_source_error(source.pk, str(error), report)
         return report
@@ -149,28 +156,43 @@ def stream_tick(source_id: int, shard: int | None = None) -> TickReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Planned:
+class Planned:
     outstanding: OutstandingChunk
     # The compressed message, made while planning from the bytes just read (the raw run is
     # dropped at once: a fast tick plans up to MAX_OUTSTANDING_CHUNKS of them); None for a
-    # chunk published again, which is read anew from the source, or for a followed file
-    # taken from the message the outstanding chunk keeps.
+    # chunk published again, which is read anew from the source, or for a followed file or
+    # a scraped page taken from the message the outstanding chunk keeps.
     payload: dict[str, Any] | None
 
 
-def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> None:
+# What a tick adds once stale chunks are re-published: given the locked cursor, how many
+# chunks it may record and the tick's time, the chunks it recorded as outstanding.
+Planner = Callable[[StreamSource, StreamCursor, int, datetime], list[Planned]]
+
+
+def tick_cursor(
+    source: StreamSource,
+    cursor_id: int,
+    report: TickReport,
+    plan: Planner | None,
+    *,
+    wait: bool = False,
+) -> None:
+    """Confirm, re-publish and, with ``plan`` (None: nothing new this tick), record and
+    publish new chunks of one cursor. ``wait``: wait for the cursor's lock instead of leaving
+    the tick to whichever streamer holds it (a scrape must record its own slot)."""
     now = timezone.now()
     with pooled_connection() as broker:
         with transaction.atomic():
             cursor = (
-                StreamCursor.objects.select_for_update(skip_locked=True)
+                StreamCursor.objects.select_for_update(skip_locked=not wait)
                 .filter(pk=cursor_id)
                 .first()
             )
             if cursor is None:
                 report.notes.append("cursor busy")
                 return
-            remaining = _confirm(cursor, report)
+            remaining = _confirm(source, cursor, report)
             depth_room = settings.COLLECT_QUEUE_MAX_DEPTH - queue_depth(COLLECT_QUEUE, broker)
             stale_before = now - timedelta(seconds=settings.REPUBLISH_AFTER_SECONDS)
             stale = [chunk for chunk in remaining if chunk.published_at < stale_before]
@@ -184,19 +206,16 @@ def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> No
             budget = min(settings.MAX_OUTSTANDING_CHUNKS - len(remaining), depth_room)
             if source.pace == StreamSource.Pace.PACED:
                 budget = min(budget, 1)
-            planned = [_Planned(chunk, None) for chunk in again]
+            planned = [Planned(chunk, None) for chunk in again]
             # A followed file is never finished: there may be rows appended since.
-            if source.follow or not cursor.finished:
+            if plan is not None and (source.follow or not cursor.finished):
                 if budget <= 0:
                     report.throttled = True
                     StreamSource.objects.filter(pk=source.pk).update(
                         throttled_ticks=F("throttled_ticks") + 1
                     )
                 else:
-                    stamp = (
-                        now if source.timestamp_mode == source.TimestampMode.PROCESSING else None
-                    )
-                    planned += _advance(source, cursor, budget, stamp, now)
+                    planned += plan(source, cursor, budget, now)
             report.finished = cursor.finished
         faults.fault_point(faults.STREAMER_AFTER_RECORD)
         for item in planned:
@@ -206,12 +225,14 @@ def _tick_cursor(source: StreamSource, cursor_id: int, report: TickReport) -> No
         faults.fault_point(faults.STREAMER_AFTER_PUBLISH)
 
 
-def _confirm(cursor: StreamCursor, report: TickReport) -> list[OutstandingChunk]:
+def _confirm(
+    source: StreamSource, cursor: StreamCursor, report: TickReport
+) -> list[OutstandingChunk]:
     """Forget outstanding chunks the ledger holds; return those still unconfirmed."""
     outstanding = list(cursor.outstanding.all())
     if not outstanding:
         return []
-    ids = {_chunk_id(cursor, chunk): chunk for chunk in outstanding}
+    ids = {_chunk_id(source, cursor, chunk): chunk for chunk in outstanding}
     done = set(IngestedChunk.objects.filter(pk__in=ids).values_list("pk", flat=True))
     if done:
         OutstandingChunk.objects.filter(pk__in=[ids[chunk_id].pk for chunk_id in done]).delete()
@@ -232,11 +253,12 @@ _CURSOR_PROGRESS = [
 ]
 
 
-def _advance(
-    source: StreamSource, cursor: StreamCursor, budget: int, stamp: datetime | None, now: datetime
-) -> list[_Planned]:
+def _read_chunks(
+    source: StreamSource, cursor: StreamCursor, budget: int, now: datetime
+) -> list[Planned]:
     """Read up to ``budget`` chunks from the cursor, record them and move the cursor on."""
-    planned: list[_Planned] = []
+    stamp = now if source.timestamp_mode == source.TimestampMode.PROCESSING else None
+    planned: list[Planned] = []
     opened = (
         follow.open_followed(source, cursor)
         if source.follow
@@ -268,7 +290,7 @@ def _advance(
             if source.follow:  # kept: the file may be rotated before the chunk is committed
                 chunk.payload = msgpack.packb(message, use_bin_type=True)
             chunk.save(force_insert=True)
-            planned.append(_Planned(chunk, message))
+            planned.append(Planned(chunk, message))
             cursor.position = run.end
             cursor.next_line += run.line_count
             cursor.rows_streamed += run.line_count
@@ -285,16 +307,18 @@ def _advance(
     return planned
 
 
-def _chunk_id(cursor: StreamCursor, chunk: OutstandingChunk) -> str:
+def _chunk_id(source: StreamSource, cursor: StreamCursor, chunk: OutstandingChunk) -> str:
+    if source.kind == StreamSource.Kind.SCRAPE:
+        return scrape_chunk_id(source.pk, chunk.start_offset)  # the slot
     return chunk_id_for(cursor.source_id, cursor.shard, chunk.pass_number, chunk.start_offset)
 
 
-def _publish(
-    source: StreamSource, cursor: StreamCursor, item: _Planned, broker: Connection
-) -> None:
+def _publish(source: StreamSource, cursor: StreamCursor, item: Planned, broker: Connection) -> None:
     payload = item.payload
     chunk = item.outstanding
     if payload is None and chunk.payload is not None:
+        # A followed file's chunk or a scraped page, as it was recorded: the file may have
+        # been rotated since, and fetching the page again would store another page.
         payload = msgpack.unpackb(bytes(chunk.payload), raw=False)
     elif payload is None:
         data = reader.read_range(source.location, chunk.start_offset, chunk.end_offset)
@@ -306,7 +330,7 @@ def _message(
     source: StreamSource, cursor: StreamCursor, chunk: OutstandingChunk, data: bytes
 ) -> dict[str, Any]:
     return Chunk(
-        chunk_id=_chunk_id(cursor, chunk),
+        chunk_id=_chunk_id(source, cursor, chunk),
         source_id=source.pk,
         first_line=chunk.first_line,
         line_count=chunk.line_count,

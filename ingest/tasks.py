@@ -21,12 +21,14 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
-from ingest import collector, partitions, push, retention, streamer
+from ingest import collector, partitions, push, retention, scraper, slots, streamer
 from ingest.bounds import bounded_database_work
 from telemetry_project.routing import (
     COLLECT_TASK,
+    DISPATCH_SCRAPES_TASK,
     MAINTAIN_PARTITIONS_TASK,
     REPUBLISH_PUSHES_TASK,
+    SCRAPE_TASK,
     STREAM_TASK,
 )
 
@@ -138,4 +140,34 @@ def republish_pushes() -> str:
         return f"skipped: {error}"
     if report.republished or report.confirmed:
         logger.info("republish_pushes %s", report)
+    return str(report)
+
+
+@shared_task(name=DISPATCH_SCRAPES_TASK, ignore_result=True)
+def dispatch_scrapes() -> str:
+    """Send each scrape source's current slot, once (``ingest.slots``); beat, every second."""
+    try:
+        with bounded_database_work(settings.TASK_STATEMENT_TIMEOUT_SECONDS):
+            report = slots.dispatch()
+    except INFRASTRUCTURE_ERRORS as error:
+        close_old_connections()
+        # The next tick, a second away, dispatches the slot then current.
+        logger.warning("dispatching scrape slots skipped: %s", error)
+        return f"skipped: {error}"
+    return str(report)
+
+
+@shared_task(name=SCRAPE_TASK, acks_late=True, ignore_result=True)
+def scrape(source_id: int, slot_ms: int) -> str:
+    """Scrape a source for one slot (``ingest.scraper``); idempotent per slot."""
+    try:
+        with bounded_database_work(settings.TASK_STATEMENT_TIMEOUT_SECONDS):
+            report = scraper.scrape_slot(source_id, slot_ms)
+    except INFRASTRUCTURE_ERRORS as error:
+        close_old_connections()
+        # Not retried: a slot is served in its time or is a gap; its page, if recorded, is
+        # published again by a later tick.
+        logger.warning("scrape of source %s for slot %s skipped: %s", source_id, slot_ms, error)
+        return f"skipped: {error}"
+    logger.info("scrape source=%s slot=%s %s", source_id, slot_ms, report)
     return str(report)

@@ -14,6 +14,8 @@ STREAM_TASK = "ingest.stream"
 COLLECT_TASK = "ingest.collect"
 MAINTAIN_PARTITIONS_TASK = "ingest.maintain_partitions"
 REPUBLISH_PUSHES_TASK = "ingest.republish_pushes"
+DISPATCH_SCRAPES_TASK = "ingest.dispatch_scrapes"
+SCRAPE_TASK = "ingest.scrape"
 
 # Streamers of the default site consume STREAM_QUEUE; a site's own streamers, beside its
 # files, consume ``stream.<site>``. Collectors consume COLLECT_QUEUE, wherever they run.
@@ -21,10 +23,13 @@ STREAM_QUEUE = "stream"
 COLLECT_QUEUE = "collect"
 DEFAULT_SITE = "default"
 
-# Partition maintenance needs the database only, and re-publishing pushed parts the database
-# and the broker, which every streamer reaches.
+# Partition maintenance needs the database only; re-publishing pushed parts and dispatching
+# scrape slots need the database and the broker, which every streamer reaches. A scrape itself
+# goes to its source's site queue, as a stream tick does.
 TASK_ROUTES = {
     STREAM_TASK: {"queue": STREAM_QUEUE},
+    SCRAPE_TASK: {"queue": STREAM_QUEUE},
+    DISPATCH_SCRAPES_TASK: {"queue": STREAM_QUEUE},
     COLLECT_TASK: {"queue": COLLECT_QUEUE},
     MAINTAIN_PARTITIONS_TASK: {"queue": STREAM_QUEUE},
     REPUBLISH_PUSHES_TASK: {"queue": STREAM_QUEUE},

@@ -310,6 +310,11 @@ SOURCE_URL_DENY = env_host_rules("SOURCE_URL_DENY")
 STREAM_SOURCE_HTTP_TIMEOUT_SECONDS = env_float(
     "STREAM_SOURCE_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1
 )
+# Scrape sources (ingest.scraper): a page must arrive whole within this many seconds (never
+# longer than the source's interval, so a hung target cannot hold a streamer past its slot)
+# and be no larger than SCRAPE_MAX_BYTES; either failure is a failed scrape of that source.
+SCRAPE_TIMEOUT_SECONDS = env_float("SCRAPE_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+SCRAPE_MAX_BYTES = env_int("SCRAPE_MAX_BYTES", 16 << 20, minimum=1)
 
 
 # --- Web ----------------------------------------------------------------------------------

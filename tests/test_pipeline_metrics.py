@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -223,6 +223,42 @@ def test_throttled_ticks_are_counted_per_source(client: Client) -> None:
     assert per_source(scrape(client), "telemetry_throttled_ticks_total") == {"fleet": 7}
 
 
+def scrape_source(name: str, **health: object) -> StreamSource:
+    return StreamSource.objects.create(
+        name=name,
+        kind=StreamSource.Kind.SCRAPE,
+        location=f"http://exporter-{name}.example:9400/metrics",
+        enabled=False,
+        **health,
+    )
+
+
+def test_each_scrape_source_has_its_up_last_success_and_duration_from_its_columns(
+    client: Client,
+) -> None:
+    success = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
+    scrape_source(
+        "healthy", last_scrape_at=success, last_success_at=success,
+        last_scrape_duration_seconds=0.25,
+    )  # fmt: skip
+    scrape_source(
+        "down", last_scrape_at=success + timedelta(seconds=10), last_success_at=success,
+        last_scrape_duration_seconds=1.5, last_error="HTTP 500",
+    )  # fmt: skip
+    scrape_source("new")
+    source("fleet")  # a file source has no scrape series
+
+    page = scrape(client)
+
+    assert per_source(page, "telemetry_scrape_up") == {"healthy": 1, "down": 0, "new": 0}
+    assert per_source(page, "telemetry_scrape_last_success_timestamp_seconds") == {
+        "healthy": success.timestamp(),
+        "down": success.timestamp(),
+        "new": 0,
+    }
+    assert per_source(page, "telemetry_scrape_duration_seconds") == {"healthy": 0.25, "down": 1.5}
+
+
 def test_the_collect_queue_depth_is_the_brokers_count(client: Client, broker: redis.Redis) -> None:
     for _ in range(3):
         app.send_task(COLLECT_TASK, args=["waiting"], queue=COLLECT_QUEUE)
@@ -271,12 +307,15 @@ def test_promtool_check_metrics_passes_on_the_page(client: Client, tmp_path: Pat
     if promtool is None:
         pytest.fail("promtool is not installed: run `make prometheus-tools`")
     fleet = source("fleet")
+    now = datetime.now(UTC)
+    scrape_source("exporter", last_scrape_at=now, last_success_at=now)
     load_csv(REFERENCE_CSV, source_id=fleet.pk, lines_per_chunk=1000)
     collector.collect("not a chunk")
     client.get("/api/v1/stats")
     client.get("/no/such/page")
     page = scrape(client)
     assert "telemetry_http_request_duration_seconds_bucket" in page
+    assert 'telemetry_scrape_up{source="exporter"} 1.0' in page
 
     result = subprocess.run(
         [promtool, "check", "metrics"], input=page, capture_output=True, text=True, check=False

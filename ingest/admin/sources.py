@@ -63,16 +63,19 @@ class StreamCursorInline(TypedTabularInline[StreamCursor, StreamSource]):
 
 
 class StreamSourceForm(TypedModelForm[StreamSource]):
-    """Checks a location as ``manage.py add_source`` does.
+    """Checks a location as ``manage.py add_source`` does, and what a scrape source refuses
+    (``StreamSource.clean``, which both share).
 
     Files of the default site are checked on this host (and stored as absolute paths);
     files of another site live on that site's streamers, so only their form is checked.
+    A new scrape source whose interval was left alone gets a scrape's default interval.
     """
 
     class Meta:
         model = StreamSource
         fields = (
             "name",
+            "kind",
             "location",
             "site",
             "batch_size",
@@ -85,6 +88,16 @@ class StreamSourceForm(TypedModelForm[StreamSource]):
             "enabled",
             "scheduled",
         )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out, the kind is a file's, as every source was before scrape sources. (Once a
+        # source has a cursor its kind is read-only, and not a field of the form.)
+        if "kind" in self.fields:
+            self.fields["kind"].required = False
+
+    def clean_kind(self) -> str:
+        return str(self.cleaned_data.get("kind") or StreamSource.Kind.FILE)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -99,6 +112,9 @@ class StreamSourceForm(TypedModelForm[StreamSource]):
                     )
             except ValidationError as error:
                 self.add_error("location", error)
+        scrape = cleaned.get("kind") == StreamSource.Kind.SCRAPE
+        if scrape and self.instance._state.adding and "interval_seconds" not in self.changed_data:
+            cleaned["interval_seconds"] = StreamSource.SCRAPE_INTERVAL_SECONDS
         shards = cleaned.get("shards") or 1
         location = cleaned.get("location") or ""
         if shards > 1 and location.startswith(("http://", "https://")):
@@ -113,6 +129,7 @@ class StreamSourceAdmin(TypedModelAdmin[StreamSource]):
     form = StreamSourceForm
     list_display = (
         "name",
+        "kind",
         "location",
         "site",
         "pace",
@@ -123,9 +140,10 @@ class StreamSourceAdmin(TypedModelAdmin[StreamSource]):
         "follow",
         "enabled",
         "error",
+        "last_success_at",
         "throttled_ticks",
     )
-    list_filter = ("enabled", "site", "pace")
+    list_filter = ("enabled", "kind", "site", "pace")
     search_fields = ("name", "location")
     readonly_fields = (
         "beat_entry",
@@ -133,6 +151,10 @@ class StreamSourceAdmin(TypedModelAdmin[StreamSource]):
         "columns",
         "last_error",
         "last_error_at",
+        "last_scrape_at",
+        "last_success_at",
+        "last_scrape_duration_seconds",
+        "last_slot_ms",
         "throttled_ticks",
         "created_at",
     )
@@ -143,11 +165,12 @@ class StreamSourceAdmin(TypedModelAdmin[StreamSource]):
         self, request: HttpRequest, obj: StreamSource | None = None
     ) -> tuple[str, ...]:
         fields = tuple(self.readonly_fields)
-        # The shards' byte offsets were laid out in this file: register a new source to
-        # stream another one. A command-line-only file was allowed for the import_csv that
-        # named it, not for whatever location this form might be given.
+        # The shards' byte offsets were laid out in this file (or the cursor holds a scrape
+        # source's slots): register a new source to stream another one. A command-line-only
+        # file was allowed for the import_csv that named it, not for whatever location this
+        # form might be given.
         if obj is not None and (obj.command_line_only or obj.cursors.exists()):
-            fields = ("location", "shards", *fields)
+            fields = ("kind", "location", "shards", *fields)
         return fields
 
     def save_model(self, request: HttpRequest, obj: StreamSource, form: Any, change: bool) -> None:
@@ -230,25 +253,35 @@ class StreamSourceAdmin(TypedModelAdmin[StreamSource]):
 
     @admin.action(description="Stream once: send one tick now", permissions=["change"])
     def stream_once(self, request: HttpRequest, queryset: QuerySet[StreamSource]) -> None:
-        sent, paused = [], []
+        sent, paused, scraped = [], [], []
         try:
             for source in queryset:
-                if not source.enabled:
+                if source.kind == StreamSource.Kind.SCRAPE:
+                    # Served by its slots only: a tick at another time would stand for none.
+                    scraped.append(source.name)
+                elif not source.enabled:
                     paused.append(source.name)  # a tick of a paused source does nothing
-                    continue
-                app.send_task(STREAM_TASK, args=[source.pk], queue=source.stream_queue, expires=60)
-                sent.append(f"{source.name} -> {source.stream_queue}")
+                else:
+                    app.send_task(
+                        STREAM_TASK, args=[source.pk], queue=source.stream_queue, expires=60
+                    )
+                    sent.append(f"{source.name} -> {source.stream_queue}")
         except BROKER_ERRORS as error:
             self.message_user(request, f"The broker could not be reached: {error}", messages.ERROR)
+        left = []
+        if paused:
+            left.append(f"Paused, so no tick was sent: {', '.join(paused)}. Resume them first.")
+        if scraped:
+            left.append(
+                f"Scrape sources are scraped once per slot, not by ticks: {', '.join(scraped)}."
+            )
         tell(
             self,
             request,
             f"Sent a stream tick for {count(len(sent), 'source')}: {', '.join(sent)}."
             if sent
             else "",
-            left=f"Paused, so no tick was sent: {', '.join(paused)}. Resume them first."
-            if paused
-            else "",
+            left=" ".join(left),
             left_level=messages.WARNING,
         )
 
