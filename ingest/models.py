@@ -376,6 +376,16 @@ def scrape_chunk_id(source_id: int, slot_ms: int) -> str:
     return f"scrape:{source_id}:{slot_ms}"
 
 
+def outstanding_chunk_id(
+    kind: str, source_id: int, shard: int, pass_number: int, start_offset: int
+) -> str:
+    """The ledger id an outstanding chunk waits for: a scraped page's by its slot (which the
+    chunk keeps as its start offset), a file chunk's by its place in its pass."""
+    if kind == StreamSource.Kind.SCRAPE:
+        return scrape_chunk_id(source_id, start_offset)
+    return chunk_id_for(source_id, shard, pass_number, start_offset)
+
+
 class IngestedChunk(models.Model):
     """The ledger: one row per chunk, inserted in the transaction that writes its samples.
 

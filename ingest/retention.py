@@ -27,7 +27,14 @@ from django.db import transaction
 from django.db.models import Model, QuerySet
 
 from ingest import counters, partitions
-from ingest.models import ChunkAttempt, Gpu, IngestedChunk, OutstandingChunk, Sample, chunk_id_for
+from ingest.models import (
+    ChunkAttempt,
+    Gpu,
+    IngestedChunk,
+    OutstandingChunk,
+    Sample,
+    outstanding_chunk_id,
+)
 
 # A few thousand rows: a batch takes milliseconds on SQLite, so the lock passes to the
 # collector many times a second while a large backlog is deleted.
@@ -103,9 +110,9 @@ def prune_ledger(now: datetime) -> str:
 def _outstanding_chunk_ids() -> list[str]:
     """Ids of the chunks cursors still wait to see in the ledger (a few per cursor)."""
     outstanding = OutstandingChunk.objects.values_list(
-        "cursor__source_id", "cursor__shard", "pass_number", "start_offset"
+        "cursor__source__kind", "cursor__source_id", "cursor__shard", "pass_number", "start_offset"
     )
-    return [chunk_id_for(*fields) for fields in outstanding]
+    return [outstanding_chunk_id(*fields) for fields in outstanding]
 
 
 def delete_in_batches(rows: QuerySet[Model]) -> list[int]:

@@ -31,8 +31,7 @@ from ingest.models import (
     OutstandingChunk,
     StreamCursor,
     StreamSource,
-    chunk_id_for,
-    scrape_chunk_id,
+    outstanding_chunk_id,
 )
 from ingest.queues import pooled_connection, publish_chunk, queue_depth
 from ingest.reader import SourceError
@@ -308,9 +307,9 @@ def _read_chunks(
 
 
 def _chunk_id(source: StreamSource, cursor: StreamCursor, chunk: OutstandingChunk) -> str:
-    if source.kind == StreamSource.Kind.SCRAPE:
-        return scrape_chunk_id(source.pk, chunk.start_offset)  # the slot
-    return chunk_id_for(cursor.source_id, cursor.shard, chunk.pass_number, chunk.start_offset)
+    return outstanding_chunk_id(
+        source.kind, source.pk, cursor.shard, chunk.pass_number, chunk.start_offset
+    )
 
 
 def _publish(source: StreamSource, cursor: StreamCursor, item: Planned, broker: Connection) -> None:

@@ -28,6 +28,7 @@ from ingest.models import (
     StreamCursor,
     StreamSource,
     chunk_id_for,
+    scrape_chunk_id,
 )
 from ingest.tasks import maintain_partitions
 from tests.support.embedded import run_on_embedded_database
@@ -39,9 +40,10 @@ ROWS_PER_AGE = 4
 BATCH_ROWS = 3
 
 
-def ledger_of_every_age() -> str:
-    """Ledger rows and attempt counts of every age, ids ``age:<days>:<n>``; and a 30-day-old
-    ledger row whose chunk is still outstanding on a cursor, whose id it returns."""
+def ledger_of_every_age() -> list[str]:
+    """Ledger rows and attempt counts of every age, ids ``age:<days>:<n>``; and 30-day-old
+    ledger rows whose chunks are still outstanding on a cursor (a file's chunk and a scrape
+    source's slot), whose ids it returns."""
     now = timezone.now()
     for age in AGES_DAYS:
         committed_at = now - timedelta(days=age)
@@ -62,7 +64,23 @@ def ledger_of_every_age() -> str:
     )  # fmt: skip
     outstanding_id = chunk_id_for(source.pk, 0, 1, 999)
     IngestedChunk.objects.create(chunk_id=outstanding_id, committed_at=now - timedelta(days=30))
-    return outstanding_id
+    # A scrape source's slot, outstanding as long: its ledger id is made another way.
+    scraped = StreamSource.objects.create(
+        name="scraped", kind=StreamSource.Kind.SCRAPE, location="http://127.0.0.1:9400/metrics",
+        interval_seconds=10, scheduled=False,
+    )  # fmt: skip
+    slot_cursor = StreamCursor.objects.create(
+        source=scraped, shard=0, start_offset=0, start_line=1, position=0, next_line=1
+    )
+    slot_ms = 1_700_000_000_000
+    OutstandingChunk.objects.create(
+        cursor=slot_cursor, pass_number=1, start_offset=slot_ms, end_offset=slot_ms,
+        first_line=1, line_count=1, published_at=now,
+    )  # fmt: skip
+    IngestedChunk.objects.create(
+        chunk_id=scrape_chunk_id(scraped.pk, slot_ms), committed_at=now - timedelta(days=30)
+    )
+    return [outstanding_id, scrape_chunk_id(scraped.pk, slot_ms)]
 
 
 def ages_left(model: type[IngestedChunk | ChunkAttempt]) -> list[float]:
@@ -73,7 +91,7 @@ def ages_left(model: type[IngestedChunk | ChunkAttempt]) -> list[float]:
 
 def prune_on_this_database() -> dict[str, Any]:
     """The scenario, on the database of this process."""
-    outstanding_id = ledger_of_every_age()
+    outstanding_ids = ledger_of_every_age()
     with mock.patch.object(retention, "DELETE_BATCH_ROWS", BATCH_ROWS):
         with override_settings(LEDGER_RETENTION_DAYS=0):
             kept_forever = maintain_partitions()
@@ -86,19 +104,19 @@ def prune_on_this_database() -> dict[str, Any]:
         "counts_kept": counts_kept,
         "pruned": pruned,
         "ledger_ages": ages_left(IngestedChunk),
-        "outstanding_kept": IngestedChunk.objects.filter(pk=outstanding_id).exists(),
+        "outstanding_kept": IngestedChunk.objects.filter(pk__in=outstanding_ids).count(),
         "attempt_ages": ages_left(ChunkAttempt),
     }
 
 
 def assert_pruned_to_the_window(report: dict[str, Any]) -> None:
     assert report["kept_forever"].endswith("ledger kept")
-    assert report["counts_kept"] == [len(AGES_DAYS) * ROWS_PER_AGE + 1, len(AGES_DAYS)]
+    assert report["counts_kept"] == [len(AGES_DAYS) * ROWS_PER_AGE + 2, len(AGES_DAYS)]
     # Three ages past the window: four ledger rows each (in batches of three) and one
-    # attempt count each; the outstanding chunk's row stays although it is 30 days old.
+    # attempt count each; the outstanding chunks' rows stay although they are 30 days old.
     assert report["pruned"].endswith("pruned 12 ledger rows and 3 attempt counts")
     assert report["ledger_ages"] == [0, 1, 6.5]
-    assert report["outstanding_kept"] is True
+    assert report["outstanding_kept"] == 2
     assert report["attempt_ages"] == [0, 1, 6.5]
 
 
