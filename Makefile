@@ -8,7 +8,7 @@ MANAGE := DJANGO_DEBUG=1 $(PY) manage.py
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-exposition bench-write bench-export bench-scrape csv-validate audit bench-charts vendor-charts
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-fleet bench-exposition bench-write bench-export bench-scrape csv-validate audit bench-charts vendor-charts
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -122,8 +122,9 @@ protobuf: $(VENV)/.installed  ## compile ingest/remote_write.proto into ingest/r
 # --- Measurements (bench/) ------------------------------------------------------------------
 # ROWS, STREAMERS and COLLECTORS are passed on only when given: each command holds its own
 # defaults (bench 1,000,000 rows, explain-api 5,000,000, bench-api and bench-export
-# 10,000,000, bench-write 300,000 samples), and its own database (telemetry_bench,
-# telemetry_explain, telemetry_bench_api, telemetry_bench_export, telemetry_bench_write on the PostgreSQL server of DATABASE_URL or
+# 10,000,000, bench-fleet 60,000, bench-write 300,000 samples), and its own database
+# (telemetry_bench, telemetry_explain, telemetry_bench_api, telemetry_bench_export,
+# telemetry_bench_fleet, telemetry_bench_write on the PostgreSQL server of DATABASE_URL or
 # DB_HOST, by default 127.0.0.1:5432), never the project's.
 ROWS_OPTION = $(if $(ROWS),--rows $(ROWS))
 
@@ -138,6 +139,9 @@ bench-api: $(VENV)/.installed  ## p50/p99 of 1,000 requests per API endpoint on 
 # The database is kept, so the next run skips the fill.
 bench-export: $(VENV)/.installed  ## rows/s and peak RSS of the gunicorn worker streaming GET /api/v1/telemetry.csv over ROWS (10M) samples in its own kept database: make bench-export ROWS=1000000
 	$(MANAGE) bench_export $(ROWS_OPTION) --keep $(ARGS)
+
+bench-fleet: $(VENV)/.installed  ## p50/p99 of /api/v1/fleet/latest over 2,000 GPUs x 10 metrics in its own database: make bench-fleet ARGS=--keep
+	$(MANAGE) bench_fleet $(ROWS_OPTION) $(ARGS)
 
 bench: $(VENV)/.installed  ## pipeline vs parallel COPY, medians of 3 runs: make bench ROWS=200000 STREAMERS=1 COLLECTORS=3
 	$(MANAGE) bench_pipeline $(ROWS_OPTION) \

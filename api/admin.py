@@ -1,5 +1,5 @@
 """The admin's token pages: make a token (its key is shown once), rename it, allow or withdraw
-writing, delete it to revoke it."""
+writing or the operators' views, delete it to revoke it."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ else:
 class ApiTokenAdmin(TokenModelAdmin):
     """Tokens by name. The key exists only on the page that follows the token's creation."""
 
-    list_display = ("name", "can_write", "created", "last_used")
-    list_filter = ("can_write",)
+    list_display = ("name", "can_write", "is_staff", "created", "last_used")
+    list_filter = ("can_write", "is_staff")
     search_fields = ("name",)
-    fields = ("name", "can_write", "created", "last_used")
+    fields = ("name", "can_write", "is_staff", "created", "last_used")
     readonly_fields = ("created", "last_used")
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:

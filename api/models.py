@@ -48,6 +48,13 @@ class ApiToken(models.Model):
         help_text="May push samples (remote write, CSV and exposition imports); "
         "without it the token can only read.",
     )
+    # Named as Django's users name it, so DRF's IsAdminUser reads a token and a staff user alike.
+    is_staff = models.BooleanField(
+        default=False,
+        verbose_name="staff",
+        help_text="May read the operators' views (/api/v1/sources: sources, queue, rejections), "
+        "as a staff user signed in to the admin may.",
+    )
     created = models.DateTimeField(default=timezone.now, editable=False)
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -69,13 +76,13 @@ class ApiToken(models.Model):
         return self.new_key
 
     @classmethod
-    def issue(cls, name: str, *, can_write: bool) -> ApiToken:
+    def issue(cls, name: str, *, can_write: bool, is_staff: bool = False) -> ApiToken:
         """Make and save a token named ``name``; its key is in ``new_key``.
 
         Raises ``ValidationError`` for a name that is empty, too long or taken, including
         one taken by a concurrent call between the check and the insert.
         """
-        token = cls(name=name, can_write=can_write)
+        token = cls(name=name, can_write=can_write, is_staff=is_staff)
         token.assign_new_key()
         token.full_clean()
         try:

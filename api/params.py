@@ -16,6 +16,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api.fleet import DEFAULT_METRICS
+from ingest.fields import field
 from ingest.models import Metric
 
 MAX_PAGE_SIZE = 1000
@@ -174,8 +176,61 @@ class TimeRangeParams(serializers.Serializer[dict[str, Any]]):
         return attrs
 
 
+class FleetParams(serializers.Serializer[dict[str, Any]]):
+    metric = serializers.ListField(
+        child=serializers.CharField(max_length=128),
+        required=False,
+        help_text="A metric whose newest value each device shows; repeat for several. "
+        f"Default: {', '.join(DEFAULT_METRICS)}.",
+    )
+    hostname = serializers.CharField(required=False, max_length=255, help_text="Exact host name.")
+    model = serializers.CharField(required=False, max_length=128, help_text="Exact model name.")
+    namespace = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="Only devices whose newest workload is in this Kubernetes namespace.",
+    )
+
+
+# The counter the 400 for fn without a metric suggests.
+EXAMPLE_COUNTER = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+
+
 class AggregateParams(TimeRangeParams):
     bucket = BucketField(help_text="Bucket width: 10s, 1m, 1h, 1d, ...")
+    fn = serializers.ChoiceField(
+        choices=["delta", "rate"],
+        required=False,
+        help_text="For counters (metric required, every one a counter in the DCGM field "
+        "table): each bucket also gets its increase (delta) or its increase per second of the "
+        "bucket's width (rate). A decrease counts as a reset: the new value is the increase.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        fn = attrs.get("fn")
+        if fn is None:
+            return attrs
+        names = self.initial_data.getlist("metric") if "metric" in self.initial_data else []
+        if not names:
+            raise serializers.ValidationError(
+                {"fn": f"fn={fn} needs metric: one or more counters, e.g. {EXAMPLE_COUNTER}."}
+            )
+        not_counters = [name for name in names if _kind(name) != "counter"]
+        if not_counters:
+            raise serializers.ValidationError(
+                {
+                    "metric": f"fn={fn} needs counters; not a counter: "
+                    f"{', '.join(sorted(set(not_counters)))}."
+                }
+            )
+        attrs["metric_names"] = dict(zip(attrs["metric"], names, strict=True))
+        return attrs
+
+
+def _kind(name: str) -> str | None:
+    known = field(name)
+    return None if known is None else known.kind
 
 
 class FleetExportParams(TimeRangeParams):

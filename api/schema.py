@@ -16,8 +16,15 @@ from drf_spectacular.utils import (
 from rest_framework.serializers import BaseSerializer
 
 from api.pagination import SamplePageParams
-from api.params import AggregateParams, FleetExportParams, TimeRangeParams
-from api.serializers import AggregateSerializer, LatestSerializer, SamplePageSerializer
+from api.params import AggregateParams, FleetExportParams, FleetParams, TimeRangeParams
+from api.serializers import (
+    AggregateSerializer,
+    FleetSerializer,
+    HostAggregateSerializer,
+    LatestSerializer,
+    SamplePageSerializer,
+    SourcesSerializer,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,7 +82,24 @@ _NOT_FOUND = OpenApiResponse(
     description="No GPU or MIG instance with this id has telemetry.",
     examples=[OpenApiExample("unknown id", value={"detail": "No Gpu matches the given query."})],
 )
-_ERRORS = {404: _NOT_FOUND}
+_HOST_NOT_FOUND = OpenApiResponse(
+    response={"type": "object", "properties": {"detail": {"type": "string"}}},
+    description="No device of a host with this name has telemetry.",
+    examples=[
+        OpenApiExample("unknown host", value={"detail": "No host with this name has telemetry."})
+    ],
+)
+_ERRORS = {
+    404: _NOT_FOUND,
+    401: OpenApiResponse(
+        response={"type": "object", "properties": {"detail": {"type": "string"}}},
+        description="No credentials, or a token that matches none.",
+    ),
+    403: OpenApiResponse(
+        response={"type": "object", "properties": {"detail": {"type": "string"}}},
+        description="Signed in, but neither a staff user of the admin nor a staff token.",
+    ),
+}
 # gunicorn's own page, sent before the request reaches Django when the request line (method,
 # path, query string and protocol) is longer than its limit_request_line (4094 bytes by
 # default). The limit stays: lifting it (0) would let one request line take any memory.
@@ -157,7 +181,11 @@ aggregate: Callable[[F], F] = extend_schema(
     description=(
         "Count, average, minimum and maximum per metric and bucket, computed in the database. "
         "Buckets are aligned to the Unix epoch. Without start_time and end_time the GPU's last "
-        "hour of data is used; with one of them, the hour after start_time or before end_time."
+        "hour of data is used; with one of them, the hour after start_time or before end_time. "
+        "With fn (delta or rate; metric required, counters only), each bucket also gets the "
+        "counter's increase, or that per second of the bucket's width: the sum of the "
+        "increments between consecutive samples in the range, a decrease counted as a reset "
+        "(the new value is the increment)."
     ),
     parameters=[DEVICE_PARAMETER, AggregateParams],
     responses=responses(AggregateSerializer, 404),
@@ -247,4 +275,85 @@ fleet_telemetry_csv: Callable[[F], F] = extend_schema(
     ),
     parameters=[FleetExportParams],
     responses=_csv_responses(),
+)
+
+fleet_latest: Callable[[F], F] = extend_schema(
+    summary="Every device with its newest values",
+    description=(
+        "One entry per device with telemetry (GPUs and MIG instances), ordered by host, GPU "
+        "index, and each GPU's instances after it; not paginated. Values come from the read "
+        "model the collector keeps (the newest sample of each metric per device), never from "
+        "the sample table. A device is stale when its newest sample is older than "
+        "STALE_AFTER_SECONDS, hot when its newest GPU temperature is at least "
+        "FLEET_HOT_TEMPERATURE_C, idle when its newest GPU utilisation is at most "
+        "FLEET_IDLE_UTILISATION_PERCENT; a stale device is neither hot nor idle. An unknown "
+        "metric name is a 400 naming it."
+    ),
+    parameters=[FleetParams],
+    responses=responses(FleetSerializer),
+    examples=[
+        OpenApiExample(
+            "one idle H100",
+            response_only=True,
+            value={
+                "generated_at": EXAMPLE_TIME,
+                "stale_after_seconds": 180,
+                "thresholds": {"hot_temperature_c": 80.0, "idle_utilisation_percent": 5.0},
+                "metrics": [{"name": "DCGM_FI_DEV_GPU_UTIL", "unit": "%", "kind": "gauge"}],
+                "counts": {"devices": 1, "hosts": 1, "hot": 0, "idle": 1, "stale": 0},
+                "devices": [
+                    {
+                        "id": EXAMPLE_UUID,
+                        "uuid": EXAMPLE_UUID,
+                        "parent": None,
+                        "gpu_instance_id": None,
+                        "gpu_instance_profile": "",
+                        "hostname": "mtv5-dgx1-hgpu-031",
+                        "gpu_index": 0,
+                        "model_name": "NVIDIA H100 80GB HBM3",
+                        "workload": None,
+                        "last_seen": EXAMPLE_TIME,
+                        "stale": False,
+                        "hot": False,
+                        "idle": True,
+                        "values": {
+                            "DCGM_FI_DEV_GPU_UTIL": {"value": 0.0, "timestamp": EXAMPLE_TIME}
+                        },
+                    }
+                ],
+            },
+        )
+    ],
+)
+
+sources: Callable[[F], F] = extend_schema(
+    summary="The pipeline's sources: state, progress, throughput, lag and rejections",
+    description=(
+        "For operators: a staff user signed in to the admin, or a token made with --staff "
+        "(create_token) or marked staff in the admin. Rows rejected by reason come from "
+        "counters kept in the collect transaction, by the category of the reason (its kind, "
+        "without the values of the row)."
+    ),
+    responses=responses(SourcesSerializer, 401, 403),
+)
+
+HOSTNAME_PARAMETER = OpenApiParameter(
+    "hostname",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The host's name, exactly as its GPUs report it (the Hostname label).",
+    examples=[OpenApiExample("a DGX host", value="mtv5-dgx1-hgpu-031")],
+)
+
+host_aggregate: Callable[[F], F] = extend_schema(
+    summary="Per-metric time buckets over all of a host's devices",
+    description=(
+        "The parameters and validation of a GPU's aggregate: count, average, minimum and "
+        "maximum per metric and bucket over every device of the host (GPUs and MIG "
+        "instances), computed in the database. Without start_time and end_time, the hour up "
+        "to the host's newest sample. With fn, counters only: each bucket's increase summed "
+        "over the devices (delta), or that per second of the bucket's width (rate)."
+    ),
+    parameters=[HOSTNAME_PARAMETER, AggregateParams],
+    responses={**responses(HostAggregateSerializer), 404: _HOST_NOT_FOUND},
 )

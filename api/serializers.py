@@ -89,11 +89,26 @@ class BucketSerializer(serializers.Serializer[Any]):
     avg = serializers.FloatField()
     min = serializers.FloatField()
     max = serializers.FloatField()
+    delta = serializers.FloatField(
+        required=False, help_text="With fn=delta: the counter's increase in the bucket."
+    )
+    rate = serializers.FloatField(
+        required=False, help_text="With fn=rate: the increase per second of the bucket's width."
+    )
 
 
 class AggregateSerializer(serializers.Serializer[Any]):
     id = serializers.CharField(help_text="The device's id: its uuid, or <uuid>:<instance>.")
     uuid = serializers.CharField()
+    bucket = serializers.CharField(help_text="The bucket width, in seconds (e.g. 60s).")
+    start_time = serializers.DateTimeField()
+    end_time = serializers.DateTimeField()
+    buckets = BucketSerializer(many=True)
+
+
+class HostAggregateSerializer(serializers.Serializer[Any]):
+    hostname = serializers.CharField()
+    gpu_count = serializers.IntegerField(help_text="Physical GPUs: MIG instances count with it.")
     bucket = serializers.CharField(help_text="The bucket width, in seconds (e.g. 60s).")
     start_time = serializers.DateTimeField()
     end_time = serializers.DateTimeField()
@@ -236,8 +251,9 @@ def sample_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     ]
 
 
-def bucket_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """``BucketSerializer`` output from (metric, bucket_start, count, avg, min, max) rows."""
+def bucket_rows(rows: Iterable[tuple[Any, ...]], fn: str | None = None) -> list[dict[str, Any]]:
+    """``BucketSerializer`` output from (metric, bucket_start, count, avg, min, max) rows, or
+    with ``fn`` (``delta`` or ``rate``) from rows that end with that figure."""
     zone = timezone.get_current_timezone()
     return [
         {
@@ -247,8 +263,9 @@ def bucket_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
             "avg": avg,
             "min": low,
             "max": high,
+            **({} if fn is None else {fn: increase[0]}),
         }
-        for metric, start, count, avg, low, high in rows
+        for metric, start, count, avg, low, high, *increase in rows
     ]
 
 
@@ -261,3 +278,130 @@ def latest_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
         for metric, timestamp, value in rows
         if timestamp is not None
     ]
+
+
+# --- the fleet view and the pipeline's sources (documentation of api.fleet, api.sources) ---
+
+
+class FleetMetricSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    unit = serializers.CharField(help_text='e.g. "C", "W", "MiB", "%"; empty if unknown.')
+    kind = serializers.CharField(help_text='"gauge" or "counter"; empty if unknown.')
+
+
+class FleetThresholdsSerializer(serializers.Serializer[Any]):
+    hot_temperature_c = serializers.FloatField(help_text="FLEET_HOT_TEMPERATURE_C")
+    idle_utilisation_percent = serializers.FloatField(help_text="FLEET_IDLE_UTILISATION_PERCENT")
+
+
+class FleetCountsSerializer(serializers.Serializer[Any]):
+    devices = serializers.IntegerField()
+    hosts = serializers.IntegerField()
+    hot = serializers.IntegerField()
+    idle = serializers.IntegerField()
+    stale = serializers.IntegerField()
+
+
+class WorkloadSerializer(serializers.Serializer[Any]):
+    namespace = serializers.CharField()
+    pod = serializers.CharField()
+    container = serializers.CharField()
+
+
+class NewestValueSerializer(serializers.Serializer[Any]):
+    value = serializers.FloatField()
+    timestamp = serializers.DateTimeField()
+
+
+class FleetDeviceSerializer(serializers.Serializer[Any]):
+    id = serializers.CharField(help_text="The device's id: its uuid, or <uuid>:<instance>.")
+    uuid = serializers.CharField()
+    # DRF's metaclass takes declared fields off the class: this does not replace Field.parent.
+    parent = serializers.CharField(  # type: ignore[assignment]
+        allow_null=True, help_text="A MIG instance's GPU, by id; null for a whole GPU."
+    )
+    gpu_instance_id = serializers.IntegerField(allow_null=True)
+    gpu_instance_profile = serializers.CharField()
+    hostname = serializers.CharField()
+    gpu_index = serializers.IntegerField()
+    model_name = serializers.CharField()
+    workload = WorkloadSerializer(
+        allow_null=True, help_text="The newest workload seen on the device; null if none ever."
+    )
+    last_seen = serializers.DateTimeField(allow_null=True)
+    stale = serializers.BooleanField(help_text="last_seen is older than STALE_AFTER_SECONDS.")
+    hot = serializers.BooleanField()
+    idle = serializers.BooleanField()
+    values = serializers.DictField(
+        child=NewestValueSerializer(allow_null=True),
+        help_text="Each metric asked for: its newest value, or null without a sample of it.",
+    )
+
+
+class FleetSerializer(serializers.Serializer[Any]):
+    generated_at = serializers.DateTimeField()
+    stale_after_seconds = serializers.IntegerField()
+    thresholds = FleetThresholdsSerializer()
+    metrics = FleetMetricSerializer(many=True)
+    counts = FleetCountsSerializer()
+    devices = FleetDeviceSerializer(many=True)
+
+
+class RejectedReasonSerializer(serializers.Serializer[Any]):
+    reason = serializers.CharField(help_text="The reason's category, without row details.")
+    rows = serializers.IntegerField()
+
+
+class SourceProgressSerializer(serializers.Serializer[Any]):
+    pass_number = serializers.IntegerField()
+    fraction = serializers.FloatField(
+        allow_null=True, help_text="Of the pass's bytes read; null for a URL of unknown size."
+    )
+
+
+class LastScrapeSerializer(serializers.Serializer[Any]):
+    at = serializers.DateTimeField(allow_null=True)
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+    up = serializers.BooleanField(help_text="The newest scrape succeeded.")
+
+
+class SourceSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["file", "scrape"])
+    location = serializers.CharField(
+        help_text="The path or URL, a URL without its user, password, secret query values "
+        "(REDACTED) and fragment."
+    )
+    state = serializers.ChoiceField(
+        choices=["streaming", "finished", "paused", "error", "scraping", "down"]
+    )
+    enabled = serializers.BooleanField()
+    interval_seconds = serializers.IntegerField()
+    follow = serializers.BooleanField()
+    loop = serializers.BooleanField()
+    progress = SourceProgressSerializer(allow_null=True, help_text="File sources; else null.")
+    last_scrape = LastScrapeSerializer(allow_null=True, help_text="Scrape sources; else null.")
+    rows_committed = serializers.IntegerField(
+        allow_null=True,
+        help_text="Null for a one-off import (import_csv), counted with all imports together.",
+    )
+    rows_rejected = serializers.IntegerField(allow_null=True)
+    rows_per_second = serializers.FloatField(help_text="Rows committed, last 5 minutes.")
+    lag_seconds = serializers.FloatField(
+        allow_null=True, help_text="Age of the oldest chunk published and not yet committed."
+    )
+    last_error = serializers.CharField()
+    last_error_at = serializers.DateTimeField(allow_null=True)
+    admin_url = serializers.CharField()
+
+
+class SourcesSerializer(serializers.Serializer[Any]):
+    generated_at = serializers.DateTimeField()
+    collect_queue_depth = serializers.IntegerField(
+        allow_null=True, help_text="Null while the broker cannot be reached."
+    )
+    dead_letters = serializers.IntegerField(help_text="Dead letters not replayed.")
+    rejected_by_reason = RejectedReasonSerializer(many=True)
+    sources = SourceSerializer(many=True)

@@ -5,7 +5,14 @@ from rest_framework.routers import SimpleRouter
 
 from api.export_views import DeviceTelemetryCsvView, FleetTelemetryCsvView
 from api.push_views import CsvImportView, PageImportView, RemoteWriteView
-from api.views import GpuViewSet, HostViewSet, MetricListView, StatsView
+from api.views import (
+    FleetLatestView,
+    GpuViewSet,
+    HostViewSet,
+    MetricListView,
+    SourceListView,
+    StatsView,
+)
 
 app_name = "api"
 
@@ -20,6 +27,8 @@ urlpatterns = [
     path("stats", StatsView.as_view(), name="stats"),
     path("telemetry.csv", FleetTelemetryCsvView.as_view(), name="telemetry-csv"),
     path("gpus/<str:id>/telemetry.csv", DeviceTelemetryCsvView.as_view(), name="gpu-telemetry-csv"),
+    path("fleet/latest", FleetLatestView.as_view(), name="fleet-latest"),
+    path("sources", SourceListView.as_view(), name="sources"),
     path("write", RemoteWriteView.as_view(), name="write"),
     path("import/csv", CsvImportView.as_view(), name="import-csv"),
     path("import/prometheus", PageImportView.as_view(), name="import-prometheus"),

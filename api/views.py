@@ -17,9 +17,9 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import get_object_or_404
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -28,9 +28,12 @@ from rest_framework.views import APIView
 from api import schema
 from api.buckets import TimeBucket
 from api.filters import GpuFilter, HostFilter
+from api.fleet import fleet_latest
+from api.increments import increase_rows
 from api.pagination import CountedPagination, UncountedPagination
 from api.params import (
     AggregateParams,
+    FleetParams,
     TimeRangeParams,
     check_bucket_count,
     flat_errors,
@@ -50,6 +53,7 @@ from api.serializers import (
     rfc3339,
     sample_rows,
 )
+from api.sources import pipeline_sources
 from ingest.models import Gpu, Metric, Sample, Tally
 from ingest.queues import check_broker
 from ingest.stats import pipeline_stats
@@ -77,7 +81,11 @@ def device_with_telemetry(device_id: str) -> QuerySet[Gpu]:
 
 def samples_of(gpu: Gpu, params: dict[str, Any]) -> QuerySet[Sample]:
     """The GPU's samples within the (inclusive) time range and metrics asked for."""
-    samples = Sample.objects.filter(gpu_id=gpu.pk)
+    return in_range(Sample.objects.filter(gpu_id=gpu.pk), params)
+
+
+def in_range(samples: QuerySet[Sample], params: dict[str, Any]) -> QuerySet[Sample]:
+    """``samples`` within the (inclusive) time range and metrics asked for."""
     if params.get("start_time") is not None:
         samples = samples.filter(timestamp__gte=params["start_time"])
     if params.get("end_time") is not None:
@@ -160,27 +168,8 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
     def aggregate(self, request: Request, id: str) -> Response:
         gpu = self.gpu()
         params = validated(AggregateParams, request)
-        start, end = default_range(params, gpu.last_seen or timezone.now())
-        check_bucket_count(start, end, params["bucket"])
-        params.update(start_time=start, end_time=end)
-        rows = (
-            samples_of(gpu, params)
-            .annotate(bucket_start=TimeBucket("timestamp", params["bucket"]))
-            .values_list("metric__name", "bucket_start")
-            .annotate(count=Count("id"), avg=Avg("value"), min=Min("value"), max=Max("value"))
-            .order_by()
-        )
-        body = {
-            "id": gpu.device_id,
-            "uuid": gpu.uuid,
-            "bucket": f"{int(params['bucket'].total_seconds())}s",
-            "start_time": rfc3339(start),
-            "end_time": rfc3339(end),
-            # Sorted here, not by the database, whose collation may order names differently
-            # from the code-point order the API has always used.
-            "buckets": bucket_rows(sorted(rows)),
-        }
-        return Response(body)
+        buckets = aggregate_body(Sample.objects.filter(gpu_id=gpu.pk), params, gpu.last_seen)
+        return Response({"id": gpu.device_id, "uuid": gpu.uuid, **buckets})
 
     @schema.latest
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
@@ -199,6 +188,41 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         return Response(latest_rows(rows.order_by("name")))
 
 
+def aggregate_body(
+    samples: QuerySet[Sample], params: dict[str, Any], last_seen: datetime | None
+) -> dict[str, Any]:
+    """The bucket rows of ``samples`` over the range asked for (by default the hour up to
+    ``last_seen``), with the range and the width; with ``fn``, each row's counter increase."""
+    start, end = default_range(params, last_seen or timezone.now())
+    check_bucket_count(start, end, params["bucket"])
+    params.update(start_time=start, end_time=end)
+    samples = in_range(samples, params)
+    fn = params.get("fn")
+    if fn is None:
+        rows = list(
+            samples.annotate(bucket_start=TimeBucket("timestamp", params["bucket"]))
+            .values_list("metric__name", "bucket_start")
+            .annotate(count=Count("id"), avg=Avg("value"), min=Min("value"), max=Max("value"))
+            .order_by()
+        )
+        buckets = bucket_rows(sorted(rows))
+    else:
+        names = params["metric_names"]
+        increases = [
+            (names[metric_id], *rest)
+            for metric_id, *rest in increase_rows(samples, params["bucket"], fn)
+        ]
+        buckets = bucket_rows(sorted(increases), fn)
+    return {
+        "bucket": f"{int(params['bucket'].total_seconds())}s",
+        "start_time": rfc3339(start),
+        "end_time": rfc3339(end),
+        # Sorted here, not by the database, whose collation may order names differently
+        # from the code-point order the API has always used.
+        "buckets": buckets,
+    }
+
+
 @extend_schema_view(list=extend_schema(responses=schema.responses(HostSerializer(many=True))))
 class HostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Any]):
     """Hosts with telemetry: how many GPUs each has and when one was last seen."""
@@ -208,6 +232,31 @@ class HostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Any]):
     filter_backends = [DjangoFilterBackend]
     filterset_class = HostFilter
     pagination_class = CountedPagination
+    lookup_field = "hostname"
+    lookup_value_converter = "str"
+
+    @schema.host_aggregate
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def aggregate(self, request: Request, hostname: str) -> Response:
+        # Query 1: the host's devices. The samples are then read with their ids
+        # (gpu_id IN (...)), each served by the (gpu, timestamp) index.
+        devices = list(
+            Gpu.objects.filter(hostname=hostname, sample_count__gt=0).values_list(
+                "id", "uuid", "last_seen"
+            )
+        )
+        if not devices:
+            raise NotFound("No host with this name has telemetry.")
+        params = validated(AggregateParams, request)
+        samples = Sample.objects.filter(gpu_id__in=[gpu_id for gpu_id, _, _ in devices])
+        last_seen = max((seen for _, _, seen in devices if seen is not None), default=None)
+        body = {
+            "hostname": hostname,
+            # Physical GPUs: a GPU's MIG instances share its uuid.
+            "gpu_count": len({uuid for _, uuid, _ in devices}),
+            **aggregate_body(samples, params, last_seen),
+        }
+        return Response(body)
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         # Filter GPUs first (by model), then group what is left by host.
@@ -237,6 +286,24 @@ class MetricListView(APIView):
             for metric in Metric.objects.order_by("name")
         ]
         return Response(MetricSerializer(metrics, many=True).data)
+
+
+class FleetLatestView(APIView):
+    """Every device with its newest values, from the read model."""
+
+    @schema.fleet_latest
+    def get(self, request: Request) -> Response:
+        return Response(fleet_latest(validated(FleetParams, request)))
+
+
+class SourceListView(APIView):
+    """The pipeline's sources, for staff: a staff user's session or a staff token."""
+
+    permission_classes = [IsAdminUser]
+
+    @schema.sources
+    def get(self, request: Request) -> Response:
+        return Response(pipeline_sources())
 
 
 class StatsView(APIView):

@@ -106,7 +106,7 @@ def measure(database: SampleDatabase) -> tuple[str, list[str]]:
             label: database.time(client, label, next_url, budget)
             for label, next_url, budget in endpoints
         }
-    _print_table(database, list(timings.values()))
+    print_table(database, list(timings.values()))
     summary = (
         f"bench-api: p99_ms_max={max(t.p99_ms for t in timings.values()):.3f} "
         + " ".join(f"{label}_p99_ms={timings[label].p99_ms:.3f}" for label in SUMMARY_ORDER)
@@ -115,16 +115,18 @@ def measure(database: SampleDatabase) -> tuple[str, list[str]]:
     return summary, []
 
 
-def _print_table(database: SampleDatabase, timings: list[Timing]) -> None:
+def print_table(database: SampleDatabase, timings: list[Timing]) -> None:
+    """The timings as a table: p50, p99 and budget, time in the database, queries."""
+    width = max(10, *(len(timing.label) for timing in timings))
     database.stdout.write("")
     database.stdout.write(
-        f"{'endpoint':<10} {'p50 ms':>8} {'p99 ms':>8} {'budget':>7}  "
+        f"{'endpoint':<{width}} {'p50 ms':>8} {'p99 ms':>8} {'budget':>7}  "
         f"{'SQL p50 ms':>10} {'queries':>7}"
     )
     for timing in timings:
         verdict = "  OVER" if timing.over_budget else ""
         database.stdout.write(
-            f"{timing.label:<10} {timing.p50_ms:8.2f} {timing.p99_ms:8.2f} "
+            f"{timing.label:<{width}} {timing.p50_ms:8.2f} {timing.p99_ms:8.2f} "
             f"{timing.budget_ms or 0:7.0f}  {timing.sql_p50_ms:10.2f} {timing.queries:7}"
             f"{verdict}"
         )

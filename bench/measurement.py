@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Final
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
+from bench.dcgm_generator import GeneratorSpec
 from bench.sample_database import (
     FLEET,
     SampleDatabase,
@@ -41,12 +42,14 @@ FLAGS: Final = {
 @dataclass(frozen=True)
 class Measurement:
     """What a command measures (``measure``: the summary line and what failed) and its
-    defaults: how many samples, in which database, how many requests per endpoint."""
+    defaults: how many samples of which fleet, in which database, how many requests per
+    endpoint."""
 
     rows: int
     database: str
     requests: int
     measure: Measure
+    fleet: GeneratorSpec = FLEET
 
 
 class MeasurementCommand(BaseCommand):
@@ -63,7 +66,7 @@ class MeasurementCommand(BaseCommand):
         measurement = self.measurement
         numbers = {
             "rows": (measurement.rows, "Fewest samples"),
-            "interval": (FLEET.interval_seconds, "Seconds between generated timesteps"),
+            "interval": (measurement.fleet.interval_seconds, "Seconds between generated timesteps"),
             "requests": (measurement.requests, "Timed requests per endpoint"),
         }
         for name, (default, text) in numbers.items():
@@ -81,13 +84,13 @@ class MeasurementCommand(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # This module's command, whatever name it was started by.
         command = type(self).__module__.rpartition(".")[2]
-        run_measurement(command, options, self.measurement.measure, self.stdout)
+        run_measurement(command, options, self.measurement, self.stdout)
 
 
 def run_measurement(
     command: str,
     options: dict[str, Any],
-    measure: Measure,
+    measurement: Measurement,
     stdout: OutputWrapper,
 ) -> None:
     """Fill the database ``options`` name (in a child process pointed at it, if need be),
@@ -100,10 +103,10 @@ def run_measurement(
     if not connected_to(name):
         _run_in_child(command, options, stdout)
         return
-    database = SampleDatabase(options, stdout)
+    database = SampleDatabase(options, stdout, measurement.fleet)
     database.create()
     try:
-        summary, problems = measure(database)
+        summary, problems = measurement.measure(database)
     finally:
         if options["keep"]:
             stdout.write(f"database {name} kept: the next run reuses its samples")

@@ -67,10 +67,13 @@ FLEET: Final = GeneratorSpec(
 class SampleDatabase:
     """The measurement's database: created, filled to ``--rows``, analysed, timed."""
 
-    def __init__(self, options: dict[str, Any], stdout: OutputWrapper) -> None:
+    def __init__(
+        self, options: dict[str, Any], stdout: OutputWrapper, fleet: GeneratorSpec = FLEET
+    ) -> None:
         self.options = options
         self.name: str = options["database_name"]
         self.stdout = stdout
+        self.fleet = fleet
 
     def say(self, message: str) -> None:
         self.stdout.write(message)
@@ -129,7 +132,7 @@ class SampleDatabase:
             self.say(f"reusing {rows:,} samples already loaded (--reload loads them again)")
             return rows
         target = math.ceil(wanted / CHUNK_LINES) * CHUNK_LINES
-        spec = dataclasses.replace(FLEET, interval_seconds=interval, rows=target)
+        spec = dataclasses.replace(self.fleet, interval_seconds=interval, rows=target)
         span = timedelta(seconds=interval * (spec.timestep_count - 1))
         self.say(
             f"{rows:,} samples present, {wanted:,} wanted: generating {target:,} rows "
@@ -197,7 +200,7 @@ class SampleDatabase:
             cursor.execute(
                 "TRUNCATE ingest_sample, ingest_ingestedchunk, ingest_chunkattempt, "
                 "ingest_rejectedrow, ingest_deadletter, ingest_tally, ingest_gpu, "
-                "ingest_workload"
+                "ingest_workload, ingest_latestvalue"
             )
         dimensions.forget()
         self.say("emptied the sample table, its counters and the ledger")

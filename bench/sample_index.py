@@ -39,12 +39,12 @@ PARTITION_PREFIX: Final = re.compile(r"^ingest_sample_p\d{8}(_\d{8})?_")
 COLUMNS: Final = '("timestamp", value, gpu_id, metric_id, workload_id)'
 
 
-def configure() -> None:
-    """Point this process's Django at the benchmark database before settings are read."""
+def configure(database: str = DATABASE) -> None:
+    """Point this process's Django at a benchmark database before settings are read."""
     host = os.environ.get("DB_HOST", "127.0.0.1")
     port = os.environ.get("DB_PORT", "5432")
     user = os.environ.get("DB_USER", "postgres")
-    os.environ["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{DATABASE}"
+    os.environ["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{database}"
     # The generator dates its rows July 2025: no retention window may reject them.
     os.environ["RETENTION_DAYS"] = "0"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry_project.settings")

@@ -26,14 +26,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingest import counters, dimensions, faults, partitions
+from ingest import counters, dimensions, faults, partitions, read_model
 from ingest.chunks import Chunk, ChunkFormat, PayloadError
 from ingest.dcgm import ColumnLayout, DeviceKey, HeaderError, ParsedChunk, parse_lines
 from ingest.dimensions import WorkloadKey
 from ingest.exposition import ExpositionError, parse_page
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, PushChunk, RejectedRow, Tally
 from ingest.pushed_series import SeriesError, parse_series
-from ingest.rejections import retention_reason
+from ingest.rejections import reason_category, retention_reason
 from ingest.writer import SampleBatch, write_samples
 
 logger = logging.getLogger(__name__)
@@ -218,6 +218,7 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
                 batch_size=500,
             )
             counters.add_gpu_samples(batch)
+            read_model.record_latest(batch)
             additions = Counter(
                 {
                     Tally.metric_key(batch.metric_ids[at]): count
@@ -225,6 +226,8 @@ def _commit(chunk: Chunk, parsed: ParsedChunk) -> CollectResult:
                 }
             )
             additions[Tally.REJECTED] += len(rejected)
+            for line in rejected:
+                additions[Tally.rejected_reason_key(reason_category(line.reason))] += 1
             additions[Tally.source_key(label, Tally.SourceCounter.ROWS_COMMITTED)] += rows
             additions[Tally.source_key(label, Tally.SourceCounter.ROWS_REJECTED)] += len(rejected)
             additions[Tally.source_key(label, Tally.SourceCounter.CHUNKS_COMMITTED)] += 1

@@ -84,6 +84,19 @@ class Gpu(models.Model):
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     sample_count = models.BigIntegerField(default=0)
+    # The newest workload a sample of the device was attributed to, and that sample's time:
+    # the fleet view shows and filters on it beside the read model (docs/design.md, "Read
+    # model"). Kept by the collector in the update that counts the samples.
+    workload = models.ForeignKey(
+        "Workload",
+        models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    workload_seen_at = models.DateTimeField(null=True, blank=True)
 
     objects = GpuQuerySet.as_manager()
 
@@ -154,6 +167,35 @@ class Sample(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["gpu", "timestamp"], name="ingest_sample_gpu_time")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_id}/{self.metric_id}@{self.timestamp.isoformat()}={self.value}"
+
+
+class LatestValue(models.Model):
+    """The read model: the newest value of each metric of each device.
+
+    The collector upserts a chunk's newest row per (device, metric) in the transaction that
+    writes its samples, keeping whichever timestamp is newer, so the fleet view reads one small
+    row per device and metric instead of probing the sample table (docs/design.md, "Read
+    model"). No foreign-key constraints, like samples: the collector creates what they name.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    gpu = models.ForeignKey(
+        Gpu, models.DO_NOTHING, db_constraint=False, db_index=False, related_name="latest_values"
+    )
+    metric = models.ForeignKey(
+        Metric, models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    timestamp = models.DateTimeField()
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            # The upsert's conflict target; its index also serves a device's rows.
+            models.UniqueConstraint(fields=["gpu", "metric"], name="ingest_latest_gpu_metric")
+        ]
 
     def __str__(self) -> str:
         return f"{self.gpu_id}/{self.metric_id}@{self.timestamp.isoformat()}={self.value}"
@@ -497,7 +539,9 @@ class Tally(models.Model):
 
     Each chunk adds to one stripe chosen from its id, so concurrent collectors rarely update
     the same row and no single counter row serialises every commit. Names: ``metric:<id>``
-    (samples stored), ``rejected`` (rows rejected), and per-source counters
+    (samples stored), ``rejected`` (rows rejected), ``rejected_reason:<category>`` (rows
+    rejected, by the category of their reason: a fixed set, ``ingest.rejections``), and
+    per-source counters
     ``source:<label>:<counter>``, where the label is a source's id, ``import`` for every
     one-off import (unscheduled sources, which would otherwise add counters without bound),
     ``push`` for everything pushed over the API (remote write, imports), or ``unknown`` for a
@@ -506,6 +550,7 @@ class Tally(models.Model):
 
     STRIPES = 16
     REJECTED = "rejected"
+    REJECTED_REASON_PREFIX = "rejected_reason:"
     METRIC_PREFIX = "metric:"
     SOURCE_PREFIX = "source:"
     IMPORTS = "import"
@@ -541,6 +586,10 @@ class Tally(models.Model):
     @classmethod
     def metric_key(cls, metric_id: int) -> str:
         return f"{cls.METRIC_PREFIX}{metric_id}"
+
+    @classmethod
+    def rejected_reason_key(cls, category: str) -> str:
+        return f"{cls.REJECTED_REASON_PREFIX}{category}"
 
     @classmethod
     def source_key(cls, label: str, counter: Tally.SourceCounter) -> str:

@@ -26,6 +26,36 @@ _REASON_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^gpu_id -?\d+ is out of range$"), "gpu_id is out of range"),
     (re.compile(r" (?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"), ""),
 )
+# Rules that turn a rejection reason into its category: the kind of fault before any detail of
+# the row (a value, a field's name, a column count), so the collector's per-category counters
+# (``Tally.REJECTED_REASON_PREFIX``) have a fixed set of names whatever the input says.
+_CATEGORY_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^DCGM (not found|not supported|not permissioned)\b"), r"DCGM \1"),
+    (re.compile(r"^DCGM blank\b"), "DCGM blank"),
+    (re.compile(r"^expected \d+ columns"), "wrong number of columns"),
+    (re.compile(r"^empty line$"), "empty line"),
+    (re.compile(r"^line is not valid UTF-8$"), "line is not valid UTF-8"),
+    (re.compile(r"^line contains a NUL byte$"), "line contains a NUL byte"),
+    (re.compile(r"^malformed CSV\b"), "malformed CSV"),
+    (re.compile(r"^unparseable line\b"), "unparseable line"),
+    (re.compile(r"^value .* is not a number$", re.DOTALL), "value is not a number"),
+    (re.compile(r"^value .* is not finite$", re.DOTALL), "value is not finite"),
+    (re.compile(r"^value .* is out of range$", re.DOTALL), "value is out of range"),
+    (re.compile(r"^timestamp .* is not an RFC 3339 time$", re.DOTALL), "timestamp is not RFC 3339"),
+    (re.compile(r"^timestamp .* has no time zone$", re.DOTALL), "timestamp has no time zone"),
+    (re.compile(r"^timestamp .* is outside the years", re.DOTALL), "timestamp is out of range"),
+    (re.compile(r"^timestamp is older than the \d+-day retention$"), "timestamp is past retention"),
+    (re.compile(r"^timestamp .* minutes ahead of", re.DOTALL), "timestamp is in the future"),
+    (re.compile(r"^\w+ is longer than \d+ characters$"), "a field is too long"),
+    (re.compile(r"^(uuid|metric_name) is empty$"), r"\1 is empty"),
+    (re.compile(r"^uuid .* contains", re.DOTALL), "uuid contains the instance separator"),
+    (re.compile(r"^\w+ .* is not an integer$", re.DOTALL), "a number field is not an integer"),
+    (re.compile(r"^\w+ -?\d+ is out of range$"), "a number field is out of range"),
+    (re.compile(r"^the series has no (UUID|gpu) label$"), r"the series has no \1 label"),
+    (re.compile(r" is not the value of the \w+ "), "not the value of its family"),
+)
+OTHER_CATEGORY: Final = "other"
+
 # Distinct groups kept; hostile input cannot grow a report past this.
 MAX_REASON_GROUPS: Final = 100
 OTHER_REASONS: Final = "other reasons (more distinct reasons than the report lists)"
@@ -41,6 +71,15 @@ def reason_group(reason: str) -> str:
     for pattern, replacement in _REASON_RULES:
         reason = pattern.sub(replacement, reason)
     return reason
+
+
+def reason_category(reason: str) -> str:
+    """The category a rejection is counted under: one of a fixed set of names."""
+    for pattern, replacement in _CATEGORY_RULES:
+        match = pattern.search(reason)
+        if match:
+            return match.expand(replacement)
+    return OTHER_CATEGORY
 
 
 @dataclass

@@ -370,6 +370,14 @@ API_REQUIRE_TOKEN = env_bool("API_REQUIRE_TOKEN", False)
 # /api/docs/, /api/redoc/ and /api/schema/ require a login (through the admin's login page).
 API_DOCS_REQUIRE_LOGIN = env_bool("API_DOCS_REQUIRE_LOGIN", False)
 
+# The fleet view (/api/v1/fleet/latest): a device whose newest sample is older than this is
+# stale (make run refreshes each GPU about every 50 s); one whose newest temperature is at
+# least FLEET_HOT_TEMPERATURE_C is hot, one whose newest utilisation is at most
+# FLEET_IDLE_UTILISATION_PERCENT is idle. A stale device is neither.
+STALE_AFTER_SECONDS = env_int("STALE_AFTER_SECONDS", 180, minimum=1)
+FLEET_HOT_TEMPERATURE_C = env_float("FLEET_HOT_TEMPERATURE_C", 80.0)
+FLEET_IDLE_UTILISATION_PERCENT = env_float("FLEET_IDLE_UTILISATION_PERCENT", 5.0, minimum=0.0)
+
 # The largest request body a push endpoint accepts, as sent and once decompressed (gzip, or
 # the length a snappy block declares): larger is a 413. Django's own cap on bodies read into
 # memory (2.5 MB by default, a 400 from request.body) is raised to it, or a remote write
@@ -408,7 +416,12 @@ API_THROTTLE_RATES = {
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiTokenAuthentication"],
+    # A token, or the admin's session: the dashboard's pages call the API as the user signed
+    # in to the admin (DRF then checks the CSRF token of an unsafe method).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     # api.permissions reads API_REQUIRE_TOKEN and the rates at request time.
     "DEFAULT_PERMISSION_CLASSES": ["api.permissions.api_access"],
     "DEFAULT_THROTTLE_CLASSES": ["api.permissions.AnonThrottle", "api.permissions.UserThrottle"],

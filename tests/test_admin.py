@@ -28,6 +28,7 @@ from ingest.models import (
     DeadLetter,
     Gpu,
     IngestedChunk,
+    LatestValue,
     Metric,
     OutstandingChunk,
     PushChunk,
@@ -157,18 +158,19 @@ def one_of_each() -> OneOfEach:
     )
     letter = make_dead_letter(source, make_chunk_payload(source, 9000), failing_id)
     tally = Tally.objects.create(name=Tally.metric_key(metric.pk), stripe=3, value=58)
+    latest = LatestValue.objects.create(gpu=gpu, metric=metric, timestamp=NOON, value=58.0)
     pushed = PushChunk.objects.create(
         chunk_id=f"push:1:{'ab' * 32}:0", token_id=1, format="remote-write", payload=b"\x80",
         received_at=NOON, last_published_at=NOON,
     )  # fmt: skip
     rows: list[Model] = [source, cursor, outstanding, ledger, gpu, metric, workload, sample,
-                         attempt, rejected, letter, tally, pushed]  # fmt: skip
+                         attempt, rejected, letter, tally, latest, pushed]  # fmt: skip
     return OneOfEach({type(row): row for row in rows})
 
 
 INGEST_MODELS = [
-    ChunkAttempt, DeadLetter, Gpu, IngestedChunk, Metric, OutstandingChunk, PushChunk,
-    RejectedRow, Sample, StreamCursor, StreamSource, Tally, Workload,
+    ChunkAttempt, DeadLetter, Gpu, IngestedChunk, LatestValue, Metric, OutstandingChunk,
+    PushChunk, RejectedRow, Sample, StreamCursor, StreamSource, Tally, Workload,
 ]  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from pytest_django import DjangoAssertNumQueries
 
 from api.cursors import Cursor
 from api.pagination import SEEK_AFTER_ROWS
-from ingest.models import Gpu, Sample
+from ingest.models import Gpu, Metric, Sample
 from tests.support.api_data import PLANNER_SPEC, Loaded
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("generated_data")]
@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("generated_data")]
 SEQ_SCAN_ON_SAMPLES = re.compile(r"Seq Scan on (ingest_sample\w*)")
 COST = re.compile(r"\s+\(cost=[^)]*\)")
 METRIC = "DCGM_FI_DEV_GPU_TEMP"
+COUNTER = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+HOST = "mtv5-dgx1-hgpu-001"
 OTHER_METRIC = "DCGM_FI_DEV_POWER_USAGE"
 # Inside the generated file's 48 hours from 2025-07-18T20:42:34Z (three daily partitions).
 START = "2025-07-19T06:00:00Z"
@@ -122,6 +124,19 @@ QUERY_BUDGETS = [
         id="latest: the GPU, the metrics each with backwards index probes",
     ),
     pytest.param("/api/v1/metrics", 2, id="metric list: the tally totals, the metrics"),
+    pytest.param(
+        f"/api/v1/hosts/{HOST}/aggregate?bucket=1h&{FILTERS}",
+        3,
+        id="host aggregate: the host's devices, metric names to ids, the buckets",
+    ),
+    *(
+        pytest.param(
+            f"/api/v1/fleet/latest{query}",
+            2,
+            id=f"fleet{query}: the metrics, the devices with their read-model values",
+        )
+        for query in ("", f"?metric={METRIC}&hostname=mtv5-dgx1-hgpu-001&namespace=x")
+    ),
 ]
 
 
@@ -238,6 +253,11 @@ def sample_queries(api: Client, uuid: str) -> Iterator[tuple[str, str]]:
         f"/api/v1/gpus/{uuid}/latest",
         # A page far along, reached by the cursor a `next` link carries.
         f"/api/v1/gpus/{uuid}/telemetry?limit=10&cursor={cursor_at(uuid, 1150)}",
+        f"/api/v1/hosts/{HOST}/aggregate?bucket=1h",
+        f"/api/v1/hosts/{HOST}/aggregate?bucket=10m&metric={METRIC}&start_time={START}",
+        f"/api/v1/gpus/{uuid}/telemetry/aggregate?bucket=1h&metric={COUNTER}&fn=rate"
+        f"&start_time={START}&end_time={END}",
+        f"/api/v1/hosts/{HOST}/aggregate?bucket=1h&metric={COUNTER}&fn=delta",
     ]
     for url in urls:
         with CaptureQueriesContext(connection) as captured:
@@ -265,11 +285,13 @@ def test_every_api_query_on_samples_uses_an_index(api: Client, uuid: str) -> Non
         )
         assert cursor.fetchone()[0] >= 2, "the generated data should span several partitions"
 
+    # A counter the generated export does not hold: its query's plan is what matters.
+    Metric.objects.create(name=COUNTER, kind="counter")
     plans = [(url, sql, explain(sql)) for url, sql in sample_queries(api, uuid)]
 
-    # telemetry x10 (9 requests, one of them seeking), aggregate x4, latest x1: all of them,
-    # or the capture missed some.
-    assert len(plans) == 10 + 4 + 1
+    # telemetry x10 (9 requests, one of them seeking), aggregate x4, latest x1, host
+    # aggregate x2, counter increases x2: all of them, or the capture missed some.
+    assert len(plans) == 10 + 4 + 1 + 2 + 2
     report = "\n\n".join(f"{url}\n{plan_shape(plan)}" for url, _, plan in plans)
     print(report)  # the shapes, for `pytest -s`
     scans = [
@@ -323,3 +345,10 @@ def test_a_fleet_export_queries_only_devices_with_samples_in_its_range(api: Clie
 
     assert export_sample_queries(api, url) == []
     assert len(export_sample_queries(api, EXPORT_URLS[2])) == devices == PLANNER_SPEC.gpu_count
+
+
+def test_the_fleet_view_never_reads_the_sample_table(api: Client) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        get_ok(api, "/api/v1/fleet/latest")
+    assert len(captured.captured_queries) == 2
+    assert not [q["sql"] for q in captured.captured_queries if "ingest_sample" in q["sql"]]

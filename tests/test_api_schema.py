@@ -75,12 +75,12 @@ WRITE_STATUSES = {400, 401, 403, 411, 413, 415, 503}
 
 
 def expected_statuses(path: str, operation: dict[str, Any]) -> set[int]:
-    """The 200, a 404 for an unknown GPU, a 400 for a bad query parameter; a write operation's
-    400 for a body it cannot read."""
+    """The 200, a 404 for an unknown GPU or host, a 400 for a bad query parameter; a write
+    operation's 400 for a body it cannot read."""
     if "requestBody" in operation:
         return {400}
     expected = {200}
-    if "{id}" in path:
+    if "{" in path:  # an unknown GPU or host
         expected.add(404)
     if any(parameter["in"] == "query" for parameter in operation.get("parameters", [])):
         expected.add(400)
@@ -291,8 +291,9 @@ SCHEMATHESIS_SEED = 20250718
 SCHEMATHESIS_MAX_EXAMPLES = 100
 
 
-# A token that may write (made by the write_token fixture), which schemathesis presents as the
-# schema's bearer scheme asks (and leaves out or spoils in its negative cases); reads ignore it.
+# A token that may write and read the staff views (made by the write_token fixture), which
+# schemathesis presents as the schema's bearer scheme asks (and leaves out or spoils in its
+# negative cases); the other reads ignore it.
 WRITE_TOKEN_KEY = "schemathesis-write-token-" + "k" * 32
 
 
@@ -382,10 +383,11 @@ def schemathesis_run(
 
 @pytest.fixture(scope="module")
 def write_token(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
-    """A token that may write, whose key is WRITE_TOKEN_KEY."""
+    """A staff token that may write, whose key is WRITE_TOKEN_KEY."""
     with django_db_blocker.unblock():
         token, _ = ApiToken.objects.get_or_create(
-            name="schemathesis", defaults={"key_hash": hash_key(WRITE_TOKEN_KEY), "can_write": True}
+            name="schemathesis",
+            defaults={"key_hash": hash_key(WRITE_TOKEN_KEY), "can_write": True, "is_staff": True},
         )
         yield
         token.delete()
@@ -414,8 +416,13 @@ ENDPOINTS = [
     "/api/v1/telemetry.csv",
     "/api/v1/metrics",
     "/api/v1/stats",
+    "/api/v1/fleet/latest",
+    "/api/v1/hosts/mtv5-dgx1-hgpu-031/aggregate",
 ]
-PARAMETERS = ["start_time", "end_time", "metric", "bucket", "limit", "offset", "hostname", "model"]
+PARAMETERS = [
+    "start_time", "end_time", "metric", "bucket", "limit", "offset", "hostname", "model",
+    "namespace", "fn",
+]  # fmt: skip
 HOSTILE_VALUES = {
     "sql": "' OR 1=1 --",
     "sql-union": "x' UNION SELECT uuid FROM ingest_gpu --",

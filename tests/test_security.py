@@ -217,14 +217,21 @@ def is_push(pattern: URLPattern) -> bool:
     return issubclass(getattr(pattern.callback, "cls", object), PushView)
 
 
+# Path parameters of detail routes: names of no GPU and no host.
+UNKNOWN = {"id": "no-such-gpu", "hostname": "no-such-host"}
+# Routes for staff only (a staff user's session or a staff token; test_api_sources.py): a
+# token without staff is refused them with a 403 before any method is looked at.
+STAFF_ONLY = {"/api/v1/sources"}
+
+
 def api_paths(*, push: bool = False) -> list[str]:
-    """Every read-only /api/v1 route (or every push route), a detail route with an id that
-    names no GPU."""
+    """Every read-only /api/v1 route (or every push route), a detail route with parameters
+    that name no GPU or host."""
     paths = []
     for pattern in API_PATTERNS:
         if is_push(pattern) != push:
             continue
-        kwargs = {"id": "no-such-gpu"} if "id" in pattern.pattern.regex.groupindex else {}
+        kwargs = {name: UNKNOWN[name] for name in pattern.pattern.regex.groupindex}
         paths.append(reverse(f"api:{pattern.name}", kwargs=kwargs))
     return paths
 
@@ -252,13 +259,14 @@ def token() -> str:
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
 def test_the_api_refuses_every_write_method(client: Client, path: str, method: str) -> None:
     response = getattr(client, method)(path, data={}, content_type="application/json")
-    assert response.status_code == 405, (path, method, response.content)
+    # A staff-only route asks who is calling first.
+    assert response.status_code == (401 if path in STAFF_ONLY else 405), (path, method)
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", api_paths())
 def test_the_api_is_open_when_no_token_is_required(client: Client, path: str) -> None:
-    assert client.get(path).status_code in {200, 404}
+    assert client.get(path).status_code in ({401} if path in STAFF_ONLY else {200, 404})
 
 
 @pytest.mark.django_db
@@ -276,8 +284,10 @@ def test_a_required_token_guards_every_api_route(
     assert without.status_code == 401, without.content
     assert without.headers["WWW-Authenticate"] == 'Bearer realm="api"'
     assert wrong.status_code == 401
-    # A detail route for a GPU that does not exist: authorised, then not found.
-    assert with_token.status_code == (404 if "no-such-gpu" in path else 200), with_token.content
+    # A detail route for a GPU or host that does not exist: authorised, then not found.
+    unknown = any(name in path for name in UNKNOWN.values())
+    expected = 403 if path in STAFF_ONLY else 404 if unknown else 200
+    assert with_token.status_code == expected, with_token.content
     assert with_bearer.status_code == with_token.status_code
 
 

@@ -1,4 +1,5 @@
-"""The telemetry admins: GPUs, metrics and workloads, and samples without a count or scan.
+"""The telemetry admins: GPUs, metrics and workloads, the read model of newest values, and
+samples without a count or scan.
 
 Samples are read-only, listed in an order an index reads (see :class:`SampleAdmin`), and
 filtered by GPU and time range with typed-in values (``ingest.admin.filters``).
@@ -20,7 +21,7 @@ from django.utils.safestring import SafeString
 from ingest.admin.base import ReadOnlyAdmin, TypedModelAdmin
 from ingest.admin.filters import GpuFilter, TimeRangeFilter
 from ingest.admin.paging import LargeTableAdmin, LookaheadChangeList
-from ingest.models import Gpu, Metric, Sample, Workload
+from ingest.models import Gpu, LatestValue, Metric, Sample, Workload
 
 
 def sample_changelist_url(gpu: Gpu) -> str:
@@ -74,6 +75,20 @@ class MetricAdmin(TypedModelAdmin[Metric]):
 class WorkloadAdmin(ReadOnlyAdmin[Workload]):
     list_display = ("namespace", "pod", "container")
     search_fields = ("namespace", "pod", "container")
+
+
+@admin.register(LatestValue)
+class LatestValueAdmin(ReadOnlyAdmin[LatestValue]):
+    """Each device's newest value per metric, as the collector keeps it for the fleet view.
+
+    A row per device and metric, so the table stays the fleet's size; filtering by metric
+    shows one metric across the fleet.
+    """
+
+    list_display = ("gpu", "metric", "timestamp", "value")
+    list_filter = ("metric",)
+    list_select_related = ("gpu", "metric")
+    search_fields = ("gpu__uuid", "gpu__hostname")
 
 
 class SampleChangeList(LookaheadChangeList):

@@ -1,4 +1,4 @@
-"""``manage.py create_token NAME [--write]``: make an API token and print its key."""
+"""``manage.py create_token NAME [--write] [--staff]``: make an API token and print its key."""
 
 from __future__ import annotations
 
@@ -23,10 +23,15 @@ class Command(BaseCommand):
             action="store_true",
             help="the token may also push samples (remote write, CSV and exposition imports)",
         )
+        parser.add_argument(
+            "--staff",
+            action="store_true",
+            help="the token may also read the operators' views (/api/v1/sources)",
+        )
 
-    def handle(self, *args: Any, name: str, write: bool, **options: Any) -> None:
+    def handle(self, *args: Any, name: str, write: bool, staff: bool, **options: Any) -> None:
         try:
-            token = ApiToken.issue(name, can_write=write)
+            token = ApiToken.issue(name, can_write=write, is_staff=staff)
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
         self.stdout.write(token.new_key)
