@@ -8,7 +8,7 @@ MANAGE := DJANGO_DEBUG=1 $(PY) manage.py
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-fleet bench-exposition bench-write bench-export bench-scrape csv-validate audit bench-charts vendor-charts
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-fleet bench-exposition bench-write bench-export bench-scrape csv-validate audit bench-charts vendor-charts bench-dashboard
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -196,6 +196,11 @@ logs:  ## follow the stack's logs: make logs SERVICE=collector
 # --- Charts: the measurement behind the charting library, and its vendored files ---------------
 bench-charts: $(VENV)/.installed browser  ## render time of uPlot, ECharts and Chart.js on 50,000 points in headless Chromium, medians of 7 runs (needs npm; docs/charts.md): make bench-charts ARGS="--runs 9"
 	$(PY) -m bench.chart_render $(ARGS)
+
+# A test of the default suite that prints its figures (-rP): the page at 2,000 GPUs beside the
+# same page filtered to one GPU model, medians of five loads (docs/measurements.md).
+bench-dashboard: $(VENV)/.installed browser  ## time to the fleet page's first render at 2,000 GPUs in headless Chromium (API and page shares), beside a one-model subset
+	$(PY) -m pytest tests/test_dashboard_render_time.py -q -rP -p no:cacheprovider
 
 vendor-charts: $(VENV)/.installed  ## write the dashboard's pinned uPlot into dashboard/static again (npm pack), checked against the pin in dashboard/vendored.py
 	$(PY) -m bench.vendor_charts $(ARGS)

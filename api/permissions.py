@@ -75,13 +75,21 @@ class UserThrottle(UserRateThrottle):
 ViewFunction = Callable[..., HttpResponse]
 
 
-def docs_login_required(view: ViewFunction) -> ViewFunction:
-    """Send an anonymous visitor to the admin's login when ``API_DOCS_REQUIRE_LOGIN`` is on."""
+def login_required_when(setting: str) -> Callable[[ViewFunction], ViewFunction]:
+    """A view decorator: while the boolean setting ``setting`` is on, an anonymous visitor is
+    sent to the admin's login page (and back here after it)."""
 
-    @wraps(view)
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if settings.API_DOCS_REQUIRE_LOGIN and not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
-        return view(request, *args, **kwargs)
+    def decorator(view: ViewFunction) -> ViewFunction:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if getattr(settings, setting) and not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+            return view(request, *args, **kwargs)
 
-    return guarded
+        return guarded
+
+    return decorator
+
+
+# The API's documentation pages, behind a login when API_DOCS_REQUIRE_LOGIN is on.
+docs_login_required = login_required_when("API_DOCS_REQUIRE_LOGIN")

@@ -1,8 +1,9 @@
-"""Top-level routes: the admin, the health probe, the versioned API and its documentation,
-and the pipeline's own Prometheus metrics."""
+"""Top-level routes: the dashboard (also the site's root), the admin, the health probe, the
+versioned API and its documentation, and the pipeline's own Prometheus metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -14,6 +15,9 @@ from api.prometheus import metrics
 from api.views import HealthView
 
 urlpatterns = [
+    # The site's root, where the admin's "View site" leads too, is the dashboard.
+    path("", RedirectView.as_view(pattern_name="dashboard:fleet"), name="home"),
+    path("dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("health", HealthView.as_view(), name="health"),
     path("metrics", metrics, name="metrics"),

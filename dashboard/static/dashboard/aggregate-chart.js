@@ -91,6 +91,23 @@ export function metricColumns(aggregate, metric) {
   return columns;
 }
 
+/**
+ * The y axis's width in CSS pixels: its tick marks, the gap, and its widest tick label as the
+ * axis's font draws it, so large values (600,000 mJ/s) do not run into the unit's label.
+ * uPlot asks again while the ticks settle; from its third pass on the answer stands.
+ */
+function yAxisWidth(plot, labels, axisIndex, pass) {
+  const axis = plot.axes[axisIndex];
+  if (pass > 1) return axis._size;
+  const widest = (labels ?? []).reduce(
+    (wide, label) => (label.length > wide.length ? label : wide),
+    "",
+  );
+  plot.ctx.font = axis.font[0];
+  const text = widest ? plot.ctx.measureText(widest).width / devicePixelRatio : 0;
+  return Math.ceil(axis.ticks.size + axis.gap + text);
+}
+
 /** The zone's name, after checking the browser knows it; the browser's own without one. */
 function zoneName(timeZone) {
   try {
@@ -105,10 +122,17 @@ function zoneName(timeZone) {
  *
  * settings: unit (shown on the y axis and with every value), timeZone (an IANA name such as
  * "UTC"; the browser's zone when absent), title (the metric's name by default), width and
- * height in CSS pixels.
+ * height in CSS pixels, line (the legend's name for the line: "mean" by default).
  */
 export function aggregateChart(aggregate, metric, settings = {}) {
-  const { unit = "", timeZone, title = metric, width = 800, height = 260 } = settings;
+  const {
+    unit = "",
+    timeZone,
+    title = metric,
+    width = 800,
+    height = 260,
+    line = "mean",
+  } = settings;
   const zone = zoneName(timeZone);
   const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
   const suffix = unit ? ` ${unit}` : "";
@@ -122,14 +146,14 @@ export function aggregateChart(aggregate, metric, settings = {}) {
     scales: { x: { time: true } },
     series: [
       { label: `Time (${zone})`, value: LEGEND_TIME },
-      { label: "mean", stroke: MEAN_COLOUR, width: 1.5, value: withUnit },
+      { label: line, stroke: MEAN_COLOUR, width: 1.5, value: withUnit },
       { label: "max", stroke: BAND_EDGE_COLOUR, width: 1, value: withUnit },
       { label: "min", stroke: BAND_EDGE_COLOUR, width: 1, value: withUnit },
     ],
     bands: [{ series: [MAX, MIN], fill: BAND_FILL }],
     axes: [
       { values: TIME_AXIS },
-      { label: unit || undefined, values: tickLabels },
+      { label: unit || undefined, values: tickLabels, size: yAxisWidth },
     ],
   };
   if (timeZone !== undefined) {
