@@ -222,6 +222,8 @@ UNKNOWN = {"id": "no-such-gpu", "hostname": "no-such-host"}
 # Routes for staff only (a staff user's session or a staff token; test_api_sources.py): a
 # token without staff is refused them with a 403 before any method is looked at.
 STAFF_ONLY = {"/api/v1/sources"}
+# Query parameters a route cannot answer without (by route name): the fleet export's range.
+REQUIRED_QUERY = {"telemetry-csv": "?start_time=2025-07-18T00:00:00Z&end_time=2025-07-19T00:00:00Z"}
 
 
 def api_paths(*, push: bool = False) -> list[str]:
@@ -232,7 +234,8 @@ def api_paths(*, push: bool = False) -> list[str]:
         if is_push(pattern) != push:
             continue
         kwargs = {name: UNKNOWN[name] for name in pattern.pattern.regex.groupindex}
-        paths.append(reverse(f"api:{pattern.name}", kwargs=kwargs))
+        query = REQUIRED_QUERY.get(str(pattern.name), "")
+        paths.append(reverse(f"api:{pattern.name}", kwargs=kwargs) + query)
     return paths
 
 
