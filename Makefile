@@ -61,7 +61,7 @@ browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, a
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
 	fi
 
-test-slow: $(VENV)/.installed load-tools prometheus-tools  ## long multi-process scenarios (1M-row memory bound, 60 s of wrk against gunicorn, embedded soak of 3 x 300,000 rows, a real Prometheus remote-writing while the web process is SIGKILLed and while collectors are stopped)
+test-slow: $(VENV)/.installed browser load-tools prometheus-tools  ## long multi-process scenarios (1M-row memory bound, 60 s of wrk against gunicorn, embedded soak of 3 x 300,000 rows, a real Prometheus remote-writing while the web process is SIGKILLed and while collectors are stopped, 200,000-row CSV exports to slow clients behind gunicorn, streamers SIGKILLed mid-scrape, the fleet page's render time at 2,000 GPUs)
 	$(PY) -m pytest -m "slow and not faults" -rP  # -rP: print the measured figures of passing tests
 
 test-faults: $(VENV)/.installed  ## fault injection: PostgreSQL/Redis outages, SIGTERM, SIGKILLed collector and streamer, poison message and invalid chunk, 10x10 workers (private servers; ~5 min)

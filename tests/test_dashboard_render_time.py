@@ -23,8 +23,10 @@ from pytest_django.live_server_helper import LiveServer
 from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from tests.support.dashboard import commit_pass, dashboard_browser
 
+# A measurement, not a check of behaviour: in make test-slow and make bench-dashboard.
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.slow,
     pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
 ]
 

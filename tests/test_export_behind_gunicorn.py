@@ -36,7 +36,8 @@ from tests.support.api_data import Loaded, generated_while_in_use
 from tests.support.workers import database_url_for_workers, wait_for
 
 # django_db: the tests read the time span themselves (the rows are the module fixture's).
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+# Minutes of a real gunicorn streaming 200,000 rows to slow clients: in make test-slow.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db]
 
 ROWS = 200_000
 SMALL_ROWS = 50_000

@@ -170,6 +170,7 @@ def test_live_exporters_are_scraped_once_per_slot_and_failing_targets_touch_only
         assert source.last_success_at is not None
 
 
+@pytest.mark.slow  # a streamer killed twice over, each time with its slots waited out
 @pytest.mark.parametrize("fault", [faults.STREAMER_AFTER_RECORD, faults.STREAMER_AFTER_PUBLISH])
 def test_a_streamer_killed_mid_slot_and_a_flushed_broker_leave_each_slot_once_or_missing(
     scrape_env: dict[str, str],
