@@ -39,6 +39,7 @@ from api.params import (
     flat_errors,
     reject_empty,
 )
+from api.renderers import FastJSONRenderer
 from api.serializers import (
     GPU_COLUMNS,
     SAMPLE_COLUMNS,
@@ -290,6 +291,9 @@ class MetricListView(APIView):
 
 class FleetLatestView(APIView):
     """Every device with its newest values, from the read model."""
+
+    # The body is a megabyte at 2,000 GPUs: the standard encoder took a fifth of the request.
+    renderer_classes = [FastJSONRenderer]
 
     @schema.fleet_latest
     def get(self, request: Request) -> Response:
