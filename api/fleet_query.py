@@ -82,6 +82,7 @@ def device_rows(params: Mapping[str, Any], metric_ids: list[int]) -> Iterator[De
     filters = [(column, params[name]) for name, column in _FILTER_COLUMNS.items() if name in params]
     # An empty IN () is not SQL; NULL matches no metric.
     wanted: list[int | None] = list(metric_ids) or [None]
+    # Only fixed column names and placeholders are formatted in; every value is bound.
     sql = _DEVICES.format(
         filters="".join(f"AND {column} = %s " for column, _ in filters),
         aggregates=_AGGREGATES[vendor],
