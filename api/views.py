@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 from api import schema
 from api.buckets import TimeBucket
 from api.filters import GpuFilter, HostFilter
-from api.fleet import fleet_latest
+from api.fleet import encoded_fleet_latest
 from api.increments import increase_rows
 from api.pagination import CountedPagination, UncountedPagination
 from api.params import (
@@ -292,12 +292,13 @@ class MetricListView(APIView):
 class FleetLatestView(APIView):
     """Every device with its newest values, from the read model."""
 
-    # The body is a megabyte at 2,000 GPUs: the standard encoder took a fifth of the request.
+    # The body is a megabyte at 2,000 GPUs, encoded by orjson (the standard encoder took a
+    # fifth of the request); the renderer writes the encoded body, or an error, as it is.
     renderer_classes = [FastJSONRenderer]
 
     @schema.fleet_latest
     def get(self, request: Request) -> Response:
-        return Response(fleet_latest(validated(FleetParams, request)))
+        return Response(encoded_fleet_latest(validated(FleetParams, request)))
 
 
 class SourceListView(APIView):
