@@ -17,6 +17,7 @@ from django.core import signing
 from django.db.models import Q, QuerySet
 
 SALT: Final = "api.sample-page-cursor"
+NOT_ISSUED: Final = "cursor is not one this API issued: follow a `next` link"
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -38,18 +39,18 @@ class Cursor:
         try:
             position: Any = signing.loads(text, salt=SALT)
         except signing.BadSignature:
-            raise CursorError("cursor is not one this API issued: follow a `next` link") from None
+            raise CursorError(NOT_ISSUED) from None
         if not (
             isinstance(position, list)
             and len(position) == 2
             and all(type(part) is int for part in position)
         ):
-            raise CursorError("cursor is not one this API issued: follow a `next` link")
+            raise CursorError(NOT_ISSUED)
         microseconds, sample_id = position
         try:
             timestamp = EPOCH + timedelta(microseconds=microseconds)
         except OverflowError:
-            raise CursorError("cursor is not one this API issued: follow a `next` link") from None
+            raise CursorError(NOT_ISSUED) from None
         return cls(timestamp, sample_id)
 
     def rows_after(self, samples: QuerySet[Any]) -> QuerySet[Any]:
