@@ -74,7 +74,8 @@ def fleet_latest(params: dict[str, Any], now: datetime | None = None) -> dict[st
     ids_by_name = {
         name: entry["id"] for name, entry in described.items() if entry["id"] is not None
     }
-    devices = _devices(device_rows(params, list(ids_by_name.values())), ids_by_name, requested, now)
+    metric_ids = list(ids_by_name.values())
+    devices = _devices(device_rows(params, metric_ids), metric_ids, ids_by_name, requested, now)
     return {
         "generated_at": rfc3339(now),
         "stale_after_seconds": settings.STALE_AFTER_SECONDS,
@@ -116,15 +117,16 @@ def _collector_paused() -> Iterator[None]:
 
 class _Times(dict[Any, str | None]):
     """Times formatted once each: a chunk stamps all its rows with one time, so a fleet's
-    thousands of values share a handful of times. Keys are datetimes (PostgreSQL's, and
-    ``last_seen``) or the UTC text without an offset that SQLite's JSON arrays hold."""
+    thousands of values share a handful of times. Keys are datetimes (``last_seen``) or a
+    value's time as ``api.fleet_query`` reads it: ISO 8601 text, quoted as a JSON string
+    from PostgreSQL, UTC without an offset from SQLite."""
 
     def __init__(self) -> None:
         super().__init__()
         self.zone = timezone.get_current_timezone()
 
     def __missing__(self, key: datetime | str | None) -> str | None:
-        moment = datetime.fromisoformat(key) if isinstance(key, str) else key
+        moment = datetime.fromisoformat(key.strip('"')) if isinstance(key, str) else key
         if moment is not None and moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         text = self[key] = None if moment is None else rfc3339(moment, self.zone)
@@ -133,6 +135,7 @@ class _Times(dict[Any, str | None]):
 
 def _devices(
     rows: Iterable[DeviceRow],
+    metric_ids: list[int],
     ids_by_name: dict[str, int],
     requested: list[str],
     now: datetime,
@@ -141,19 +144,19 @@ def _devices(
     stale_before = now - timedelta(seconds=settings.STALE_AFTER_SECONDS)
     hot_from = settings.FLEET_HOT_TEMPERATURE_C
     idle_to = settings.FLEET_IDLE_UTILISATION_PERCENT
-    # Each metric asked for with its id; None for a known field no sample has named yet.
-    ids_requested = [(name, ids_by_name.get(name)) for name in requested]
-    temperature_id, utilisation_id = ids_by_name.get(TEMPERATURE), ids_by_name.get(UTILISATION)
+    # Where each metric's value is in a row's ``newest``; None for a known field no sample
+    # has named yet, which no device has a value of.
+    position = {metric_id: at for at, metric_id in enumerate(metric_ids)}
+    requested_at = [(name, position.get(ids_by_name.get(name, -1))) for name in requested]
+    temperature_at = position.get(ids_by_name.get(TEMPERATURE, -1))
+    utilisation_at = position.get(ids_by_name.get(UTILISATION, -1))
     devices = []
     for row in rows:
-        # Keyed by metric id; looked up also by None, the id of a metric never sampled.
-        newest: dict[int | None, tuple[datetime | str, float]] = dict(
-            zip(row.metric_ids, zip(row.times, row.values, strict=True), strict=True)
-        )
+        values, value_times = row.values, row.times
         last_seen = row.last_seen
         fresh = last_seen is not None and last_seen >= stale_before
-        temperature = newest.get(temperature_id)
-        utilisation = newest.get(utilisation_id)
+        temperature = None if temperature_at is None else values[temperature_at]
+        utilisation = None if utilisation_at is None else values[utilisation_at]
         instance = row.gpu_instance_id
         devices.append(
             {
@@ -171,13 +174,13 @@ def _devices(
                 else {"namespace": row.namespace, "pod": row.pod, "container": row.container},
                 "last_seen": times[last_seen],
                 "stale": not fresh,
-                "hot": fresh and temperature is not None and temperature[1] >= hot_from,
-                "idle": fresh and utilisation is not None and utilisation[1] <= idle_to,
+                "hot": fresh and temperature is not None and temperature >= hot_from,
+                "idle": fresh and utilisation is not None and utilisation <= idle_to,
                 "values": {
                     name: None
-                    if (value := newest.get(metric_id)) is None
-                    else {"value": value[1], "timestamp": times[value[0]]}
-                    for name, metric_id in ids_requested
+                    if at is None or (moment := value_times[at]) is None
+                    else {"value": values[at], "timestamp": times[moment]}
+                    for name, at in requested_at
                 },
             }
         )
