@@ -48,7 +48,7 @@ test-quick: $(VENV)/.installed  ## the edit-test loop: the unit tests, with no d
 	$(QUICK_SERVICES) $(PY) -m pytest -m unit -q -p no:cacheprovider
 
 test: test-quick browser prometheus-tools deploy-tools  ## the default suite: the unit tests, then integration against PostgreSQL, Redis, real workers, a real Prometheus
-	$(PY) -m pytest -m "not unit and not slow and not faults"
+	$(PY) -m pytest -m "not unit and not slow and not faults" --durations=15  # the slowest, to keep the suite within its ten minutes
 
 CHROMIUM := /usr/bin/chromium
 browser:  ## Debian's Chromium and ChromeDriver for the browser test (apt-get, as root, if missing)
