@@ -569,6 +569,7 @@ class Tally(models.Model):
         # scraped page in its collect transaction.
         IGNORED_SAMPLES = "ignored_samples", "samples of series that are not DCGM fields"
         STALE_MARKERS = "stale_markers", "Prometheus staleness markers, skipped"
+        MISSED_SLOTS = "missed_slots", "scrape slots that passed with no scrape dispatched"
 
     name = models.CharField(max_length=140)
     stripe = models.PositiveSmallIntegerField()

@@ -63,6 +63,11 @@ COUNTER_SERIES: dict[Tally.SourceCounter, tuple[str, str]] = {
         "stale_markers",
         "Prometheus staleness markers received by remote write: skipped, never stored.",
     ),
+    Tally.SourceCounter.MISSED_SLOTS: (
+        "scrape_slots_missed",
+        "Scrape slots that passed with no scrape dispatched (beat, the database or the "
+        "dispatcher down or late): gaps in the source's data, never filled in later.",
+    ),
 }
 
 

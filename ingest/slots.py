@@ -11,8 +11,10 @@ scrape task, to the source's site queue, expiring when the slot ends.
 
 Only the current slot is ever dispatched: a slot that passed while nobody dispatched it (beat
 or the streamers down, a claimed task lost with the broker) is a gap, never scraped late and
-never back-filled, so the time a page stands for is always the time it was fetched in.
-docs/design.md, "Scrape sources".
+never back-filled, so the time a page stands for is always the time it was fetched in. The
+dispatcher that claims a source's next slot counts the slots it passed over on the source's
+``missed_slots`` tally (``/metrics``: ``telemetry_scrape_slots_missed_total``), so a gap
+shows as a counter an alert can watch. docs/design.md, "Scrape sources".
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from ingest.models import StreamSource
+from ingest import counters
+from ingest.models import StreamSource, Tally
 from telemetry_project.celery import app
 from telemetry_project.routing import SCRAPE_TASK, stream_queue_for_site
 
@@ -57,7 +60,8 @@ class DispatchReport:
 def dispatch(now: datetime | None = None) -> DispatchReport:
     """Claim and send the current slot of every enabled scrape source not yet dispatched."""
     now = timezone.now() if now is None else now
-    dispatched = gaps = 0
+    dispatched = 0
+    missed: dict[str, int] = {}
     sources = StreamSource.objects.filter(kind=StreamSource.Kind.SCRAPE, enabled=True)
     for source_id, interval, last, site in sources.values_list(
         "pk", "interval_seconds", "last_slot_ms", "site"
@@ -79,8 +83,15 @@ def dispatch(now: datetime | None = None) -> DispatchReport:
             expires=slot_end(current, interval),
         )
         dispatched += 1
-        if last is not None:
-            gaps += max((current - last) // (interval * 1000) - 1, 0)
+        passed = 0 if last is None else max((current - last) // (interval * 1000) - 1, 0)
+        if passed:
+            key = Tally.source_key(
+                counters.source_label(source_id), Tally.SourceCounter.MISSED_SLOTS
+            )
+            missed[key] = passed
+    gaps = sum(missed.values())
     if gaps:
         logger.warning("scrape slots passed undispatched (gaps): %d", gaps)
+        # Counted by the claimant only, so each missed slot once however many dispatchers run.
+        counters.add_tallies(missed, stripe=counters.stripe_for(f"slots:{now.isoformat()}"))
     return DispatchReport(dispatched, gaps)

@@ -138,7 +138,7 @@ def test_the_admin_form_refuses_what_the_command_refuses(
 
 
 def test_a_slot_is_dispatched_once_however_often_and_by_whomever_dispatch_runs(
-    exporter: Exporter, broker: redis.Redis
+    exporter: Exporter, broker: redis.Redis, client: Client
 ) -> None:
     add_scrape_source("exporter-a", f"{exporter.url}/metrics")
     add_scrape_source("exporter-b", f"{exporter.url}/metrics", "--interval", "30")
@@ -158,6 +158,10 @@ def test_a_slot_is_dispatched_once_however_often_and_by_whomever_dispatch_runs(
         "exporter-a": int((start + timedelta(seconds=40)).timestamp() * 1000),
         "exporter-b": int((start + timedelta(seconds=30)).timestamp() * 1000),
     }
+    # The gap is a counter of exporter-a's on /metrics, for an alert to watch.
+    exposition = client.get("/metrics").content.decode()
+    assert 'telemetry_scrape_slots_missed_total{source="exporter-a"} 2.0' in exposition
+    assert 'telemetry_scrape_slots_missed_total{source="exporter-b"} 0.0' in exposition
 
 
 # --- One scrape, in this process ------------------------------------------------------------
