@@ -10,6 +10,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from api import errors
 from api.permissions import docs_login_required
 from api.prometheus import metrics
 from api.views import HealthView
@@ -35,3 +36,8 @@ urlpatterns = [
         name="redoc",
     ),
 ]
+
+# Under /api/ the errors Django answers itself are JSON too (api/errors.py).
+handler400 = errors.bad_request
+handler404 = errors.page_not_found
+handler500 = errors.server_error

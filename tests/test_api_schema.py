@@ -99,6 +99,10 @@ def statuses_of(api: Client, urls: list[str]) -> dict[str, int]:
     return {url: api.get(url).status_code for url in urls}
 
 
+# The mark tells pytest-django this module uses the database: it creates the test databases
+# only for the marked tests it collects, and the module's other tests reach it through
+# ``reference_data`` alone, so run by themselves they would meet the project's database.
+@pytest.mark.django_db
 def test_the_reference_export_went_through_the_collector(live_api: Client) -> None:
     stats = live_api.get("/api/v1/stats").json()
 
