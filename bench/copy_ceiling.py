@@ -5,13 +5,14 @@ and the project's own parser can do with the same rows on the same cores at the 
 it says how much the queue, the chunk envelope and the collector's bookkeeping cost. So this
 module measures that ceiling with nothing in between: one process per core takes a contiguous
 share of the file's lines, parses them with ``ingest.dcgm.parse_lines`` (the collector's
-parser), makes the COPY text with ``ingest.writer.copy_text`` (the collector's writer), names
-mapped to ids with plain dicts, and COPYs the narrow sample rows into an empty table with the
-sample table's columns, defaults, primary key and (gpu_id, timestamp) index.
+parser), names mapped to ids with plain dicts, and COPYs the narrow sample rows with
+``ingest.writer.copy_samples`` (the collector's writer: one sequence call per COPY for the
+rows' ids, the same COPY text) into an empty table with the sample table's columns, defaults
+and indexes.
 
 The table is a plain table, not partitioned: a generated benchmark file spans about an hour
 of sample time, so the pipeline writes every row into one daily partition, and a plain table
-with that partition's two indexes is what the COPY lands in there, minus the routing.
+with that partition's indexes is what the COPY lands in there, minus the routing.
 
 It talks to PostgreSQL with psycopg2 directly rather than through Django, because the
 parallel workers are forked processes that must not share the parent's connection, and the
@@ -20,7 +21,6 @@ parent's Django settings need not point at the benchmark database at all.
 
 from __future__ import annotations
 
-import io
 import itertools
 import multiprocessing
 import time
@@ -36,7 +36,7 @@ from ingest import dimensions
 from ingest.collector import sample_batch
 from ingest.dcgm import ColumnLayout, DeviceKey, parse_lines
 from ingest.dimensions import WorkloadKey
-from ingest.writer import COPY_BLOCK_BYTES, COPY_COLUMNS, copy_text
+from ingest.writer import copy_samples
 
 CEILING_TABLE: Final = "bench_copy_sample"
 # How long the parent waits for the workers to connect before giving up.
@@ -72,12 +72,10 @@ def create_table(dsn: str) -> None:
     try:
         with connection, connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {CEILING_TABLE}")
+            # The parent's indexes, whatever they are: the ceiling follows the table's shape.
             cursor.execute(
-                f"CREATE TABLE {CEILING_TABLE} (LIKE ingest_sample INCLUDING DEFAULTS, "
-                'PRIMARY KEY (id, "timestamp"))'
-            )
-            cursor.execute(
-                f'CREATE INDEX {CEILING_TABLE}_gpu_time ON {CEILING_TABLE} (gpu_id, "timestamp")'
+                f"CREATE TABLE {CEILING_TABLE} "
+                "(LIKE ingest_sample INCLUDING DEFAULTS INCLUDING INDEXES)"
             )
     finally:
         connection.close()
@@ -207,11 +205,7 @@ def _copy_share(
                     _local_ids(workload_ids, dimensions.workload_keys(parsed.gpus)),
                     None,
                 )
-                cursor.copy_expert(
-                    f"COPY {CEILING_TABLE} {COPY_COLUMNS} FROM STDIN",
-                    io.BytesIO(copy_text(batch)),
-                    COPY_BLOCK_BYTES,
-                )
+                copy_samples(cursor, CEILING_TABLE, batch)
                 rows += len(parsed)
         connection.commit()
         connection.close()

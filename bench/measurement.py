@@ -7,6 +7,7 @@ around that, from checking the database name to the exit status, is here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -67,6 +68,7 @@ class MeasurementCommand(BaseCommand):
         numbers = {
             "rows": (measurement.rows, "Fewest samples"),
             "interval": (measurement.fleet.interval_seconds, "Seconds between generated timesteps"),
+            "hosts": (measurement.fleet.hosts, "Hosts of the generated fleet, 8 GPUs each"),
             "requests": (measurement.requests, "Timed requests per endpoint"),
         }
         for name, (default, text) in numbers.items():
@@ -98,12 +100,13 @@ def run_measurement(
     name: str = options["database_name"]
     if not DATABASE_NAME.match(name) or FORBIDDEN_DATABASES.match(name):
         raise CommandError(f"refusing to work in the database {name!r}: choose another name")
-    if options["rows"] < 1 or options["requests"] < 1 or options["interval"] < 1:
-        raise CommandError("--rows, --requests and --interval must be at least 1")
+    if min(options[name] for name in ("rows", "requests", "interval", "hosts")) < 1:
+        raise CommandError("--rows, --requests, --interval and --hosts must be at least 1")
     if not connected_to(name):
         _run_in_child(command, options, stdout)
         return
-    database = SampleDatabase(options, stdout, measurement.fleet)
+    fleet = dataclasses.replace(measurement.fleet, hosts=options["hosts"])
+    database = SampleDatabase(options, stdout, fleet)
     database.create()
     try:
         summary, problems = measurement.measure(database)
@@ -135,7 +138,7 @@ def _run_in_child(command: str, options: dict[str, Any], stdout: OutputWrapper) 
         sys.executable,
         str(Path(settings.BASE_DIR) / "manage.py"),
         command,
-        *(f"--{name}={options[name]}" for name in ("rows", "interval", "requests")),
+        *(f"--{name}={options[name]}" for name in ("rows", "interval", "requests", "hosts")),
         f"--database-name={options['database_name']}",
         *(f"--{flag}" for flag in FLAGS if options[flag]),
     ]

@@ -30,10 +30,13 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
+from django.contrib.admin.utils import quote as admin_quote
+from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
+from django.urls import reverse
 
 from bench.measurement import Measurement
 from bench.request_timing import (
@@ -44,9 +47,11 @@ from bench.request_timing import (
     Timing,
 )
 from bench.sample_database import FLEET, SampleDatabase, minute, rfc3339, without_password
-from ingest.models import Gpu, Metric
+from ingest.models import Gpu, Metric, Sample
 
 DEEP_OFFSET: Final = 5000
+# The admin's time range without a GPU: its default width.
+ADMIN_WINDOW: Final = timedelta(minutes=15)
 
 SAMPLE_TABLE: Final = re.compile(r'\b"?ingest_sample"?(?![a-z_])')
 SAMPLE_RELATION: Final = re.compile(r"^ingest_sample(_p\d{8}(_\d{8})?)?$")
@@ -58,6 +63,8 @@ class Endpoint:
     path: str
     params: dict[str, str | list[str]] = field(default_factory=dict)
     budget_ms: float | None = None
+    admin: bool = False  # a page of the admin site, asked for by a staff user
+    streamed: bool = False  # a streamed body (a CSV export): explained, not timed
 
     @property
     def url(self) -> str:
@@ -81,9 +88,10 @@ def measure(database: SampleDatabase) -> tuple[str, list[str]]:
     endpoints = _endpoints(database)
     # The test client's host; the settings' own hosts are kept.
     hosts = [*settings.ALLOWED_HOSTS, "testserver"]
-    client = Client()
+    clients = {False: Client(), True: Client()}  # by Endpoint.admin
+    clients[True].force_login(_staff_user())
     with override_settings(ALLOWED_HOSTS=hosts):
-        reports, bad_status = _explain_endpoints(database, client, endpoints)
+        reports, bad_status = _explain_endpoints(database, clients, endpoints)
         # Timed without DEBUG's query log, as the API runs in production.
         with override_settings(DEBUG=False):
             database.say(
@@ -92,9 +100,13 @@ def measure(database: SampleDatabase) -> tuple[str, list[str]]:
             )
             timings = [
                 database.time(
-                    client, endpoint.label, repeat(endpoint.url).__next__, endpoint.budget_ms
+                    clients[endpoint.admin],
+                    endpoint.label,
+                    repeat(endpoint.url).__next__,
+                    endpoint.budget_ms,
                 )
                 for endpoint in endpoints
+                if not endpoint.streamed  # the test client would time the headers alone
             ]
 
     failing = [report for report in reports if report.seq_scans]
@@ -129,7 +141,10 @@ def _endpoints(database: SampleDatabase) -> list[Endpoint]:
     metric = Metric.objects.order_by("name").values_list("name", flat=True).first() or ""
     metric_offset = max(0, offset // FLEET.metrics // PAGE_SIZE * PAGE_SIZE)
     base = f"/api/v1/gpus/{quote(gpu.uuid)}"
-    window = {"start_time": rfc3339(range_start), "end_time": rfc3339(range_end)}
+    window: dict[str, str | list[str]] = {
+        "start_time": rfc3339(range_start),
+        "end_time": rfc3339(range_end),
+    }
     database.stdout.write(
         f"GPU {gpu.uuid} ({gpu.hostname}/{gpu.device}): {gpu.sample_count:,} samples "
         f"from {rfc3339(gpu.first_seen)} to {rfc3339(gpu.last_seen)}"
@@ -154,16 +169,76 @@ def _endpoints(database: SampleDatabase) -> list[Endpoint]:
         _aggregate(base, minute(gpu.first_seen + span / 4), timedelta(days=1), "1h"),
         Endpoint("latest", f"{base}/latest", budget_ms=PAGE_BUDGET_MS),
         Endpoint("hosts", "/api/v1/hosts"),
+        _aggregate(
+            f"/api/v1/hosts/{quote(gpu.hostname)}",
+            minute(gpu.first_seen + span / 2),
+            timedelta(hours=1),
+            "1m",
+            label="host aggregate",
+        ),
         Endpoint("metrics", "/api/v1/metrics"),
         Endpoint("stats", "/api/v1/stats", budget_ms=STATS_BUDGET_MS),
+        Endpoint("fleet latest", "/api/v1/fleet/latest"),
+        Endpoint("export one GPU", f"{base}/telemetry.csv", window, streamed=True),
+        Endpoint(
+            "export one host",
+            "/api/v1/telemetry.csv",
+            {
+                "hostname": gpu.hostname,
+                "start_time": rfc3339(range_start),
+                "end_time": rfc3339(range_start + timedelta(hours=1)),
+            },
+            streamed=True,
+        ),
+        *_admin_endpoints(gpu, range_start, metric),
     ]
 
 
-def _aggregate(base: str, start: datetime, span: timedelta, bucket: str) -> Endpoint:
+def _admin_endpoints(gpu: Gpu, moment: datetime, metric: str) -> list[Endpoint]:
+    """The admin's sample list, as each of its filters reads it, and a sample's own page."""
+    samples = "/admin/ingest/sample/"
+    window: dict[str, str | list[str]] = {
+        "start": moment.isoformat(sep=" "),
+        "end": (moment + ADMIN_WINDOW).isoformat(sep=" "),
+    }
+    metric_id = str(Metric.objects.get(name=metric).pk) if metric else ""
+    sample = Sample.objects.filter(gpu_id=gpu.pk, timestamp__gte=moment).order_by(
+        "timestamp", "id"
+    )[0]
+    return [
+        Endpoint("admin samples", samples, admin=True),
+        Endpoint("admin samples of a GPU", samples, {"gpu": str(gpu.pk)}, admin=True),
+        Endpoint(
+            "admin samples of a GPU and metric",
+            samples,
+            {"gpu": str(gpu.pk), "metric__id__exact": metric_id},
+            admin=True,
+        ),
+        Endpoint(
+            "admin samples of a metric", samples, {"metric__id__exact": metric_id}, admin=True
+        ),
+        Endpoint("admin samples in a time range", samples, window, admin=True),
+        Endpoint(
+            "admin samples of a metric in a time range",
+            samples,
+            {**window, "metric__id__exact": metric_id},
+            admin=True,
+        ),
+        Endpoint(
+            "admin sample page",
+            reverse("admin:ingest_sample_change", args=[admin_quote(sample.pk)]),
+            admin=True,
+        ),
+    ]
+
+
+def _aggregate(
+    base: str, start: datetime, span: timedelta, bucket: str, label: str = "aggregate"
+) -> Endpoint:
     """The aggregate of ``span`` from ``start`` in ``bucket`` buckets."""
     hours = span // timedelta(hours=1)
     return Endpoint(
-        f"aggregate {hours}h/{bucket}",
+        f"{label} {hours}h/{bucket}",
         f"{base}/telemetry/aggregate",
         {"start_time": rfc3339(start), "end_time": rfc3339(start + span), "bucket": bucket},
         budget_ms=AGGREGATE_BUDGET_MS,
@@ -171,15 +246,17 @@ def _aggregate(base: str, start: datetime, span: timedelta, bucket: str) -> Endp
 
 
 def _explain_endpoints(
-    database: SampleDatabase, client: Client, endpoints: list[Endpoint]
+    database: SampleDatabase, clients: dict[bool, Client], endpoints: list[Endpoint]
 ) -> tuple[list[PlanReport], list[str]]:
     out = database.stdout
     reports: list[PlanReport] = []
     bad_status: list[str] = []
     for endpoint in endpoints:
-        client.get(endpoint.url)  # warm caches (GPU ids, metric names, buffers)
+        client = clients[endpoint.admin]
+        _read_whole(client.get(endpoint.url))  # warm caches (GPU ids, metric names, buffers)
         with CaptureQueriesContext(connection) as captured:
             response = client.get(endpoint.url)
+            _read_whole(response)  # a streamed body runs its queries as it is read
         sample_queries = [q["sql"] for q in captured if SAMPLE_TABLE.search(q["sql"])]
         database.say(
             f"\n=== {endpoint.label}: GET {endpoint.url} -> {response.status_code}, "
@@ -201,6 +278,19 @@ def _explain_endpoints(
                 + (f"; SEQ SCAN on {', '.join(report.seq_scans)}" if report.seq_scans else "")
             )
     return reports, bad_status
+
+
+def _read_whole(response: Any) -> None:
+    if response.streaming:
+        for _ in response.streaming_content:
+            pass
+
+
+def _staff_user() -> Any:
+    user, _ = get_user_model().objects.get_or_create(
+        username="explain-api", defaults={"is_staff": True, "is_superuser": True}
+    )
+    return user
 
 
 def _print_summary(

@@ -14,10 +14,12 @@ cursors refer to from their references.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 
 from ingest.devices import device_id, device_key
+from ingest.sample_ids import MAX_CHUNK_ROWS
 from telemetry_project.routing import DEFAULT_SITE, stream_queue_for_site
 
 
@@ -149,9 +151,11 @@ class Sample(models.Model):
     """One metric value of one GPU at one time.
 
     On PostgreSQL the table is range-partitioned on ``timestamp`` (``PARTITION_DAYS`` days a
-    partition, ``ingest.partitions``) and its primary key
-    is ``(id, timestamp)``; Django still treats ``id`` as the key (the admin needs a single
-    column). The table is created by hand in the first migration for that reason.
+    partition, ``ingest.partitions``), and its one B-tree is its primary key
+    ``(gpu_id, timestamp, id)``, named as the index below; Django still treats ``id`` as the
+    key (the admin needs a single column). A BRIN index on ``(timestamp, id)`` serves reads
+    that name no GPU. Both are made by hand in migrations for that reason (0001, 0014), and ids
+    are taken a chunk at a time (``ingest.sample_ids``). docs/design.md, "Data model".
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -166,7 +170,9 @@ class Sample(models.Model):
     )
 
     class Meta:
-        indexes = [models.Index(fields=["gpu", "timestamp"], name="ingest_sample_gpu_time")]
+        indexes = [
+            models.Index(fields=["gpu", "timestamp", "id"], name="ingest_sample_gpu_time_id")
+        ]
 
     def __str__(self) -> str:
         return f"{self.gpu_id}/{self.metric_id}@{self.timestamp.isoformat()}={self.value}"
@@ -220,7 +226,11 @@ class StreamSource(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.FILE)
     location = models.CharField(max_length=2048, help_text="A file path or an http(s) URL.")
-    batch_size = models.PositiveIntegerField(default=1000, help_text="Rows per chunk.")
+    batch_size = models.PositiveIntegerField(
+        default=1000,
+        help_text="Rows per chunk, at most 65,536.",
+        validators=[MaxValueValidator(MAX_CHUNK_ROWS)],
+    )
     interval_seconds = models.PositiveIntegerField(default=5, help_text="Seconds between ticks.")
     loop = models.BooleanField(default=False, help_text="Start again at the end of the file.")
     follow = models.BooleanField(

@@ -27,6 +27,7 @@ from django.conf import settings
 
 from ingest import fetch, sources
 from ingest.dcgm import ColumnLayout, HeaderError
+from ingest.sample_ids import MAX_CHUNK_ROWS
 
 BLOCK_SIZE = 1 << 20
 # A chunk ends at a line boundary once it holds this many bytes (checked per block read, so
@@ -214,7 +215,9 @@ def read_line_runs(
     *,
     growing: bool = False,
 ) -> Iterator[tuple[LineRun, bytes]]:
-    """Yield up to ``max_runs`` runs of at most ``max_lines`` whole lines from ``stream``.
+    """Yield up to ``max_runs`` runs of at most ``max_lines`` whole lines from ``stream``,
+    and never more than ``MAX_CHUNK_ROWS`` (a chunk's rows share one id serial,
+    ``ingest.sample_ids``), whatever ``max_lines`` a caller asks for.
 
     ``stream`` must be positioned at ``position``; reading stops at ``end`` (a line start) or
     at the end of the file. There a last line without a newline counts as a line in a
@@ -223,6 +226,7 @@ def read_line_runs(
     Each byte is copied once into its run and scanned once for newlines: on these machines
     memory bandwidth, not Python, is what a streamer's reading costs.
     """
+    max_lines = min(max_lines, MAX_CHUNK_ROWS)
     blocks = _Blocks(stream, position, end)
     for _ in range(max_runs):
         run_start = blocks.offset

@@ -4,23 +4,25 @@ The ORM spends tens of times more Python per row than COPY through the connectio
 already holds, which also joins the caller's transaction with the ledger and counters
 (docs/measurements.md, "COPY instead of the ORM"). The
 COPY text is built from the batch's short lists of distinct GPUs, metrics and times, so each
-row costs one string join and the repr of its value.
+row costs one string join and the repr of its value. On PostgreSQL the rows carry their ids,
+taken with one sequence call for the batch (``ingest.sample_ids``); on SQLite the database
+numbers them.
 """
 
 from __future__ import annotations
 
 import io
 from datetime import datetime
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from django.db import connection
 
 from ingest.models import Sample
+from ingest.sample_ids import take_ids
 
 BULK_CREATE_BATCH: Final = 500
 # The order of the fields in each COPY line.
-COPY_COLUMNS: Final = '(gpu_id, workload_id, metric_id, "timestamp", value)'
-COPY_SQL: Final = f"COPY ingest_sample {COPY_COLUMNS} FROM STDIN"
+COPY_COLUMNS: Final = '(id, gpu_id, workload_id, metric_id, "timestamp", value)'
 # psycopg2 reads the COPY source in blocks of this size; one block per chunk's text.
 COPY_BLOCK_BYTES: Final = 1 << 20
 NULL: Final = "\\N"
@@ -46,7 +48,7 @@ def write_samples(batch: SampleBatch) -> None:
         return
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.cursor.copy_expert(COPY_SQL, io.BytesIO(copy_text(batch)), COPY_BLOCK_BYTES)
+            copy_samples(cursor.cursor, "ingest_sample", batch)
         return
     series, metric_ids, timestamps = batch.series, batch.metric_ids, batch.timestamps
     Sample.objects.bulk_create(
@@ -64,8 +66,19 @@ def write_samples(batch: SampleBatch) -> None:
     )
 
 
-def copy_text(batch: SampleBatch) -> bytes:
-    """The batch in COPY's text format, fields in ``COPY_COLUMNS`` order."""
+def copy_samples(cursor: Any, table: str, batch: SampleBatch) -> None:
+    """COPY the batch into ``table`` through ``cursor`` (psycopg2's), with ids taken for it."""
+    ids = take_ids(cursor, len(batch.values))
+    cursor.copy_expert(
+        f"COPY {table} {COPY_COLUMNS} FROM STDIN",
+        io.BytesIO(copy_text(batch, ids)),
+        COPY_BLOCK_BYTES,
+    )
+
+
+def copy_text(batch: SampleBatch, ids: list[int]) -> bytes:
+    """The batch in COPY's text format, fields in ``COPY_COLUMNS`` order, row ``i`` with the
+    id ``ids[i]``."""
     series = [
         f"{gpu}\t{NULL if workload is None else workload}\t" for gpu, workload in batch.series
     ]
@@ -73,8 +86,8 @@ def copy_text(batch: SampleBatch) -> bytes:
     times = [f"{timestamp.isoformat()}\t" for timestamp in batch.timestamps]
     # repr is the shortest text that reads back as the same double (-0.0 and subnormals too).
     lines = [
-        f"{series[at_series]}{metrics[at_metric]}{times[at_time]}{value!r}\n"
-        for at_series, at_metric, at_time, value in _rows(batch)
+        f"{row_id}\t{series[at_series]}{metrics[at_metric]}{times[at_time]}{value!r}\n"
+        for row_id, (at_series, at_metric, at_time, value) in zip(ids, _rows(batch), strict=True)
     ]
     return "".join(lines).encode()
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR, ChangeList
@@ -141,7 +141,14 @@ def _parse_moment(text: str) -> tuple[datetime, bool]:
 
 
 class TimeRangeFilter(InputFilter):
-    """Samples from ``start`` to ``end``, both inclusive; a date alone means the whole day."""
+    """Samples from ``start`` to ``end``, both inclusive; a date alone means the whole day.
+
+    Without a GPU chosen the range is at most ``WINDOW_WITHOUT_GPU`` wide, the last 15 minutes
+    when none is given: the BRIN index on time reads that window's pages without a sort of the
+    whole table or a scan of a partition (docs/design.md, "The admin's sample list"). A range
+    given wider is cut to its last ``WINDOW_WITHOUT_GPU`` (to its first, from a start alone),
+    and the page says so.
+    """
 
     title = "time range"
     inputs = (
@@ -150,9 +157,26 @@ class TimeRangeFilter(InputFilter):
     )
     field = "timestamp"
 
+    def __init__(
+        self,
+        request: HttpRequest,
+        params: dict[str, Any],
+        model: type[Model],
+        model_admin: Any,
+    ) -> None:
+        super().__init__(request, params, model, model_admin)
+        self.gpu_chosen = bool(request.GET.get(GpuFilter.parameter, "").strip())
+
     @property
     def note(self) -> str:
-        return f"Times without a zone are in {timezone.get_current_timezone_name()}."
+        zone = f"Times without a zone are in {timezone.get_current_timezone_name()}."
+        if self.gpu_chosen:
+            return zone
+        minutes = _minutes(WINDOW_WITHOUT_GPU)
+        return (
+            f"{zone} Without a GPU, at most {minutes} minutes are listed "
+            f"(the last {minutes} when no range is given)."
+        )
 
     def bounds(self, request: HttpRequest) -> dict[str, tuple[datetime, bool]]:
         """The typed-in times that parse, by input name; each one that does not is reported
@@ -171,15 +195,62 @@ class TimeRangeFilter(InputFilter):
                 )
         return bounds
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+    def range(self, request: HttpRequest) -> TimeRange:
+        """The range to list: the one typed in, narrowed as the class says without a GPU."""
         bounds = self.bounds(request)
-        if "start" in bounds:
-            start, _ = bounds["start"]
-            queryset = queryset.filter(**{f"{self.field}__gte": start})
+        start = bounds["start"][0] if "start" in bounds else None
+        end, end_included = None, True
         if "end" in bounds:
             end, whole_day = bounds["end"]
             if whole_day:
-                queryset = queryset.filter(**{f"{self.field}__lt": end + timedelta(days=1)})
-            else:
-                queryset = queryset.filter(**{f"{self.field}__lte": end})
+                end, end_included = end + timedelta(days=1), False
+        asked = TimeRange(start, end, end_included)
+        if self.gpu_chosen:
+            return asked
+        if end is None:
+            if start is None:
+                now = timezone.now()
+                return TimeRange(now - WINDOW_WITHOUT_GPU, now, True)
+            return TimeRange(start, start + WINDOW_WITHOUT_GPU, True)
+        if start is not None and end - start <= WINDOW_WITHOUT_GPU:
+            return asked
+        narrowed = TimeRange(end - WINDOW_WITHOUT_GPU, end, end_included)
+        if start is not None:
+            messages.warning(
+                request,
+                f"Without a GPU the list covers at most {_minutes(WINDOW_WITHOUT_GPU)} minutes: "
+                f"it shows {narrowed}. Choose a GPU to list a longer range.",
+            )
+        return narrowed
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+        window = self.range(request)
+        if window.start is not None:
+            queryset = queryset.filter(**{f"{self.field}__gte": window.start})
+        if window.end is not None:
+            lookup = "lte" if window.end_included else "lt"
+            queryset = queryset.filter(**{f"{self.field}__{lookup}": window.end})
         return queryset
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: datetime | None  # included
+    end: datetime | None
+    end_included: bool
+
+    def __str__(self) -> str:
+        shown = [
+            "" if moment is None else timezone.localtime(moment).isoformat(sep=" ")
+            for moment in (self.start, self.end)
+        ]
+        return " to ".join(shown)
+
+
+# The widest range the sample list reads without a GPU, and its default: at 2,000 GPUs
+# reporting 10 metrics every 10 s that is 1.8M rows to order (docs/sample-indexes.md).
+WINDOW_WITHOUT_GPU: Final = timedelta(minutes=15)
+
+
+def _minutes(span: timedelta) -> int:
+    return span // timedelta(minutes=1)

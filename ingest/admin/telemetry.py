@@ -102,10 +102,11 @@ class SampleChangeList(LookaheadChangeList):
 class SampleAdmin(LargeTableAdmin[Sample]):
     """Samples, read-only, newest first, without any query that counts or scans the table.
 
-    The order follows an index: with a GPU chosen, newest sample time first (the
-    (gpu, timestamp) index); otherwise newest written first, by id (the primary key index
-    of each partition), because no index serves "newest time first" across all GPUs and
-    that order would sort the whole table. In processing-time mode the two orders roughly agree.
+    The sample table has one B-tree, ``(gpu_id, timestamp, id)``, and a BRIN index on
+    ``(timestamp, id)``. With a GPU chosen the list walks that GPU's part of the B-tree
+    backwards, newest time first, over any range; without one it lists a time range of at most
+    15 minutes (the last 15 by default, ``TimeRangeFilter``) that the BRIN index finds, sorted
+    newest first. A sample's own page is found by its id through the BRIN index.
     """
 
     list_display = ("sampled_at", "gpu", "metric", "value", "workload")
@@ -123,8 +124,3 @@ class SampleAdmin(LargeTableAdmin[Sample]):
     def sampled_at(self, sample: Sample) -> str:
         # To the second and below: many samples of a GPU fall within the same minute.
         return timezone.localtime(sample.timestamp).isoformat(sep=" ")
-
-    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
-        if request.GET.get(GpuFilter.parameter, "").strip():
-            return ("-timestamp", "-id")
-        return ("-id",)

@@ -3,12 +3,14 @@ exporter page to be scraped (``--kind scrape``)."""
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingest.models import StreamSource
+from ingest.sample_ids import MAX_CHUNK_ROWS
 from ingest.sources import validate_location
 from telemetry_project.routing import DEFAULT_SITE
 
@@ -20,6 +22,15 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(text)
+    return value
+
+
+def chunk_rows(text: str) -> int:
+    """Rows per chunk: a chunk's rows share one id serial, which numbers at most
+    ``MAX_CHUNK_ROWS`` of them (``ingest.sample_ids``)."""
+    value = positive_int(text)
+    if value > MAX_CHUNK_ROWS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CHUNK_ROWS:,} rows per chunk, not {text}")
     return value
 
 
@@ -40,7 +51,11 @@ class Command(BaseCommand):
         )
         # The settings of reading a file (StreamSource.FILE_ONLY_FIELDS) default to None: left
         # unset they keep the model's defaults, and a scrape source refuses each one given.
-        parser.add_argument("--batch-size", type=positive_int, help="Rows per chunk (1000).")
+        parser.add_argument(
+            "--batch-size",
+            type=chunk_rows,
+            help=f"Rows per chunk (1000; at most {MAX_CHUNK_ROWS:,}).",
+        )
         parser.add_argument(
             "--interval",
             dest="interval_seconds",

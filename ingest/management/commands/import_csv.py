@@ -26,7 +26,7 @@ from django.db import close_old_connections
 from django.db.models import Count, Min, Sum
 
 from ingest import sources
-from ingest.management.commands.add_source import positive_int
+from ingest.management.commands.add_source import chunk_rows, positive_int
 from ingest.models import (
     IngestedChunk,
     OutstandingChunk,
@@ -36,6 +36,7 @@ from ingest.models import (
 )
 from ingest.reader import SourceError, read_header
 from ingest.rejections import ReasonTally
+from ingest.sample_ids import MAX_CHUNK_ROWS
 from ingest.streamer import stream_tick
 from ingest.tasks import INFRASTRUCTURE_ERRORS
 from telemetry_project.celery import app
@@ -54,10 +55,10 @@ class Command(BaseCommand):
         parser.add_argument("--name", help="Source name (default: import-<file>-<time>).")
         parser.add_argument(
             "--batch-size",
-            type=positive_int,
+            type=chunk_rows,
             default=10_000,
             help="Lines per chunk (default 10,000: per-chunk costs shrink per row, measured "
-            "with make bench --batch-size).",
+            f"with make bench --batch-size; at most {MAX_CHUNK_ROWS:,}).",
         )
         parser.add_argument("--shards", type=positive_int, default=1)
         parser.add_argument(
