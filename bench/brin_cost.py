@@ -9,8 +9,12 @@ after) and the CPU time of the server process that runs the COPYs (``/proc/<pid>
 user + system; the server is on this machine). The same rows, with ids assigned as the
 writer assigns them (``ingest.sample_ids``), are COPYed into a fresh partitioned table of each
 shape in turn, in transactions of ``--chunk`` rows as the collector commits them, ``--runs``
-times, in a database of its own (``telemetry_brin_bench``, created and dropped here). It
-prints each run, the medians, and each shape's ratio to the table without a BRIN.
+times, in a database of its own (``telemetry_brin_bench``, created and dropped here). A BRIN
+index leaves a range of pages unsummarised while rows go in, so the measured work ends with
+the summaries of the new ranges (``brin_summarize_new_values``), which the table's
+``autosummarize`` has an autovacuum worker make in production. It prints each run, the
+medians, and each shape's ratio to the table without a BRIN. The WAL position is the
+server's: another database's writes during a run count too, hence the medians.
 
     .venv/bin/python -m bench.brin_cost --rows 1000000 --runs 3
 
@@ -28,7 +32,7 @@ from typing import Final
 
 import psycopg2  # type: ignore[import-untyped]
 
-from bench.primary_key import SERVER_DSN
+from bench.primary_key import SERVER_DSN, create_table
 from bench.primary_key import copy_text as narrow_rows
 from ingest.sample_ids import MAX_CHUNK_ROWS
 
@@ -39,7 +43,14 @@ SHAPES: Final = {
     "BRIN (timestamp)": (f'CREATE INDEX ON {TABLE} USING brin ("timestamp")',),
     "BRIN (timestamp, id)": (f'CREATE INDEX ON {TABLE} USING brin ("timestamp", id)',),
 }
+PRIMARY_KEY: Final = 'PRIMARY KEY (gpu_id, "timestamp", id)'
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+_SUMMARISE: Final = """
+SELECT brin_summarize_new_values(index.oid)
+FROM pg_index JOIN pg_class index ON index.oid = pg_index.indexrelid
+JOIN pg_am ON pg_am.oid = index.relam
+WHERE pg_index.indrelid = %s::regclass AND pg_am.amname = 'brin'
+"""
 
 
 @dataclass(frozen=True)
@@ -72,20 +83,7 @@ def copy_cost(
 ) -> Cost:
     connection.autocommit = True
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        cursor.execute(
-            f'CREATE TABLE {TABLE} (id bigint NOT NULL, "timestamp" timestamptz NOT NULL, '
-            "value double precision NOT NULL, gpu_id integer NOT NULL, "
-            'metric_id smallint NOT NULL, workload_id integer, PRIMARY KEY (gpu_id, "timestamp", '
-            'id)) PARTITION BY RANGE ("timestamp")'
-        )
-        for statement in ddl:
-            cursor.execute(statement)
-        cursor.execute(
-            f"CREATE TABLE {TABLE}_day PARTITION OF {TABLE} "
-            "FOR VALUES FROM ('2025-07-18') TO ('2025-07-20')"
-        )
-        cursor.execute("CHECKPOINT")  # every run starts with the same full-page writes to pay
+        create_table(cursor, TABLE, PRIMARY_KEY, ddl, id_type="bigint")
         cursor.execute("SELECT pg_backend_pid(), pg_current_wal_lsn()")
         pid, wal_before = cursor.fetchone()
     cpu_before = server_cpu_seconds(pid)
@@ -98,6 +96,10 @@ def copy_cost(
                 len(data),  # one read, like the writer's single block
             )
             connection.commit()
+        # The BRIN summaries: what autosummarize has an autovacuum worker do for each range of
+        # pages once it is full (or a vacuum does), done here so that it is counted too.
+        cursor.execute(_SUMMARISE, [f"{TABLE}_day"])
+        connection.commit()
         cpu = server_cpu_seconds(pid) - cpu_before
         cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [wal_before])
         wal = int(cursor.fetchone()[0])

@@ -1,15 +1,16 @@
-"""COPY rate of the sample table's two B-trees against one primary key that would serve both.
+"""COPY rate of the sample table's former two B-trees against the one key that serves both.
 
-The sample table has the primary key ``(id, timestamp)`` and the index
-``(gpu_id, timestamp)``. A primary key ``(gpu_id, timestamp, id)`` alone would serve every
-API query (it leads with the same two columns) and save a B-tree insert per row. This script
-measures what that is worth: the same narrow rows, COPYed as the collector writes them, into
-a fresh partitioned table of each shape in turn, ``--runs`` times, in a database of its own
-(``telemetry_pk_bench``, created and dropped here). It prints each rate and the medians.
+The sample table had the primary key ``(id, timestamp)`` and the index
+``(gpu_id, timestamp)``. A primary key ``(gpu_id, timestamp, id)`` alone serves every API
+query (it leads with the same two columns) and saves a B-tree insert per row; it is the
+table's key since migration 0014. This script measures what that is worth: the same narrow
+rows, COPYed as the collector writes them, into a fresh partitioned table of each shape in
+turn, ``--runs`` times, in a database of its own (``telemetry_pk_bench``, created and dropped
+here). It prints each rate and the medians.
 
     .venv/bin/python -m bench.primary_key --rows 1000000 --runs 3
 
-docs/sample-indexes.md gives the figures and why the table keeps its two B-trees.
+docs/sample-indexes.md gives the figures and the choice made from them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import io
 import random
 import statistics
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -51,25 +53,38 @@ def copy_text(rows: int) -> bytes:
     return "".join(lines).encode()
 
 
+def create_table(
+    cursor: psycopg2.extensions.cursor,
+    table: str,
+    key: str,
+    statements: Iterable[str],
+    id_type: str = "bigserial",
+) -> None:
+    """A fresh table shaped like the sample table with the primary key ``key``, partitioned by
+    time with one partition that holds every generated row; ``statements`` then run on it
+    (its other indexes), and a checkpoint, so no run pays for the previous one's dirty pages."""
+    cursor.execute(f"DROP TABLE IF EXISTS {table}")
+    cursor.execute(
+        f'CREATE TABLE {table} (id {id_type} NOT NULL, "timestamp" timestamptz NOT NULL, '
+        "value double precision NOT NULL, gpu_id integer NOT NULL, "
+        f"metric_id smallint NOT NULL, workload_id integer, {key}) "
+        'PARTITION BY RANGE ("timestamp")'
+    )
+    for statement in statements:
+        cursor.execute(statement)
+    cursor.execute(
+        f"CREATE TABLE {table}_day PARTITION OF {table} "
+        "FOR VALUES FROM ('2025-07-18') TO ('2025-07-20')"
+    )
+    cursor.execute("CHECKPOINT")
+
+
 def copy_rate(
     connection: psycopg2.extensions.connection, ddl: tuple[str, ...], data: bytes, rows: int
 ) -> float:
     connection.autocommit = True
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        cursor.execute(
-            f'CREATE TABLE {TABLE} (id bigserial, "timestamp" timestamptz NOT NULL, '
-            "value double precision NOT NULL, gpu_id integer NOT NULL, "
-            f"metric_id smallint NOT NULL, workload_id integer, {ddl[0]}) "
-            'PARTITION BY RANGE ("timestamp")'
-        )
-        for statement in ddl[1:]:
-            cursor.execute(statement)
-        cursor.execute(
-            f"CREATE TABLE {TABLE}_day PARTITION OF {TABLE} "
-            "FOR VALUES FROM ('2025-07-18') TO ('2025-07-20')"
-        )
-        cursor.execute("CHECKPOINT")  # no run pays for the previous one's dirty pages
+        create_table(cursor, TABLE, ddl[0], ddl[1:])
     connection.autocommit = False
     started = time.perf_counter()
     with connection.cursor() as cursor:

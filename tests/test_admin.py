@@ -382,7 +382,7 @@ def test_the_sample_changelist_reads_the_sample_table_through_indexes_only(
         )
         gpu_ids, metric_ids = [gpu.pk for gpu in gpus], [metric.pk for metric in metrics]
         cursor.execute(fill, [NOON, 1, gpu_ids, metric_ids, 119_999])
-        cursor.execute(fill, [midnight(today), 4.32, gpu_ids, metric_ids, 19_999])
+        cursor.execute(fill, [midnight(today), 0.432, gpu_ids, metric_ids, 199_999])
         cursor.execute("ANALYZE ingest_sample")
     brin = brin_indexes()
 

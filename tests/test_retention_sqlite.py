@@ -103,7 +103,7 @@ def test_retention_deletes_expired_samples_on_sqlite_in_small_batches_with_exact
     assert report["vendor"] == "sqlite"
     assert report["loaded"] == 2 * 2 * 3 * DAYS  # hosts x GPUs x metrics x days
     # Through the (gpu, timestamp) index, not a scan of the table.
-    assert "USING INDEX ingest_sample_gpu_time (gpu_id=? AND timestamp<?)" in report["plan"]
+    assert "USING INDEX ingest_sample_gpu_time_id (gpu_id=? AND timestamp<?)" in report["plan"]
     # Five days before the cutoff, three metrics each, for each of the four GPUs: 15 rows a
     # GPU, in batches of at most seven, each its own transaction.
     assert report["batches"] == [7, 7, 1] * 4

@@ -157,15 +157,9 @@ class TimeRangeFilter(InputFilter):
     )
     field = "timestamp"
 
-    def __init__(
-        self,
-        request: HttpRequest,
-        params: dict[str, Any],
-        model: type[Model],
-        model_admin: Any,
-    ) -> None:
-        super().__init__(request, params, model, model_admin)
-        self.gpu_chosen = bool(request.GET.get(GpuFilter.parameter, "").strip())
+    @property
+    def gpu_chosen(self) -> bool:
+        return any(name == GpuFilter.parameter and value.strip() for name, value in self.hidden)
 
     @property
     def note(self) -> str:
