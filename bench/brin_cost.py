@@ -42,6 +42,8 @@ SHAPES: Final = {
     "no BRIN": (),
     "BRIN (timestamp)": (f'CREATE INDEX ON {TABLE} USING brin ("timestamp")',),
     "BRIN (timestamp, id)": (f'CREATE INDEX ON {TABLE} USING brin ("timestamp", id)',),
+    # For scale: the second B-tree the table had before, which the BRIN index replaces.
+    "B-tree (id, timestamp)": (f'CREATE UNIQUE INDEX ON {TABLE} (id, "timestamp")',),
 }
 PRIMARY_KEY: Final = 'PRIMARY KEY (gpu_id, "timestamp", id)'
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
