@@ -112,10 +112,16 @@ class SampleAdmin(LargeTableAdmin[Sample]):
     list_display = ("sampled_at", "gpu", "metric", "value", "workload")
     list_display_links = ("sampled_at",)
     list_filter = (GpuFilter, TimeRangeFilter, "metric")
-    list_select_related = ("gpu", "metric", "workload")
+    # Fetched after the page rather than joined to it: without a GPU the page is the newest
+    # 100 of a window's rows, which PostgreSQL sorts after any join, so a join would be made
+    # for every row of the window (docs/sample-indexes.md).
+    list_select_related = ()
     ordering = ("-timestamp", "-id")
     sortable_by = ()
     date_hierarchy = None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Sample]:
+        return super().get_queryset(request).prefetch_related("gpu", "metric", "workload")
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return SampleChangeList
