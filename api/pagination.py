@@ -10,7 +10,8 @@ by offset is found by its timestamp.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from django.db.models import Count, QuerySet, Window
@@ -22,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
+from api.compiled import QUERIES
 from api.cursors import Cursor, CursorError
 from api.params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, flat_errors, reject_empty
 
@@ -132,26 +134,59 @@ class UncountedPagination(CountedPagination):
         columns: Sequence[str] = (),
     ) -> list[Any]:
         """``queryset`` must be ordered by ``timestamp`` and then ``id``; the page holds
+        ``values_list(*columns)`` tuples."""
+        return self.paginate_selection(Selection.of(queryset), request, columns=columns)
+
+    def paginate_selection(
+        self, selection: Selection, request: Request, *, columns: Sequence[str]
+    ) -> list[Any]:
+        """A page of ``selection``'s rows (ordered by ``timestamp``, then ``id``) as
         ``values_list(*columns)`` tuples.
 
         The columns are applied here, not by the caller: the joins they need would stay in
-        the index-only step of ``seek`` and make it read every row after all.
+        the index-only step of ``seek`` and make it read every row after all. A page that
+        starts where the selection or a cursor does (the first page, every next link) is
+        compiled once per shape (``api.compiled``).
         """
+        queryset = selection.queryset()
         limit, offset = self.read_page(request, queryset)
         self.cursor: Cursor | None = self.validated.get("cursor")
-        start = offset
-        if self.cursor is not None:
-            queryset = self.cursor.rows_after(queryset)
-        elif offset > SEEK_AFTER_ROWS:
-            queryset, start = seek(queryset, offset)
-        # The position of each row rides along for the next page's cursor.
-        rows = list(queryset.values_list(*columns, "timestamp", "id")[start : start + limit + 1])
+        if offset == 0:
+            rows = self._first_rows(selection, limit, columns)
+        else:
+            start = offset
+            if offset > SEEK_AFTER_ROWS:
+                queryset, start = seek(queryset, offset)
+            # The position of each row rides along for the next page's cursor.
+            page_rows = queryset.values_list(*columns, "timestamp", "id")
+            rows = list(page_rows[start : start + limit + 1])
         self.has_next = len(rows) > limit
         page = rows[:limit]
         self.next_cursor = Cursor(*page[-1][-2:]) if self.has_next else None
         # The parent builds the previous link from a count: "one more than this page" will do.
         self.count = offset + len(rows)
         return [row[:-2] for row in page]
+
+    def _first_rows(
+        self, selection: Selection, limit: int, columns: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """``limit + 1`` rows from the selection's start, or after the cursor."""
+        cursor = self.cursor
+        values = list(selection.values)
+        if cursor is not None:
+            values += [cursor.timestamp, cursor.sample_id]
+        size = len(selection.values)
+
+        def build(given: Sequence[Any]) -> QuerySet[Any]:
+            rows = selection.build(given[:size])
+            if cursor is not None:
+                rows = Cursor(*given[size:]).rows_after(rows)
+            return rows.values_list(*columns, "timestamp", "id")[: limit + 1]
+
+        if selection.key is None:
+            return list(build(values))
+        key = ("sample page", selection.key, tuple(columns), cursor is not None, limit)
+        return QUERIES.rows(key, build, values)
 
     def get_next_link(self) -> str | None:
         if self.next_cursor is None or self.request is None:  # the request: set by read_page
@@ -198,3 +233,21 @@ def seek(queryset: QuerySet[Any], offset: int) -> tuple[QuerySet[Any], int]:
     if ties == TIE_WINDOW:  # the run of equal timestamps may start further back
         ties = offset - queryset.filter(timestamp__lt=first).count()
     return queryset.filter(timestamp__gte=first), ties
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Rows a page is cut from, as a shape (``key``) and ``values`` that ``build`` makes the
+    queryset of: a page query can then be compiled once per shape (``api.compiled``). A
+    selection ``of`` a ready queryset has no values and is never compiled."""
+
+    key: Hashable
+    values: tuple[Any, ...]
+    build: Callable[[Sequence[Any]], QuerySet[Any]]
+
+    @classmethod
+    def of(cls, queryset: QuerySet[Any]) -> Selection:
+        return cls(None, (), lambda values: queryset)
+
+    def queryset(self) -> QuerySet[Any]:
+        return self.build(self.values)

@@ -7,11 +7,13 @@ Viewsets stay thin: querysets, serializers, filtersets; parameter validation liv
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
 from django.db.models import Avg, Count, F, Max, Min, OuterRef, QuerySet, Subquery
+from django.http import Http404
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -27,10 +29,11 @@ from rest_framework.views import APIView
 
 from api import schema
 from api.buckets import TimeBucket
+from api.compiled import QUERIES
 from api.filters import GpuFilter, HostFilter
 from api.fleet import encoded_fleet_latest
 from api.increments import increase_rows
-from api.pagination import CountedPagination, UncountedPagination
+from api.pagination import CountedPagination, Selection, UncountedPagination
 from api.params import (
     AggregateParams,
     FleetParams,
@@ -55,6 +58,7 @@ from api.serializers import (
     sample_rows,
 )
 from api.sources import pipeline_sources
+from ingest.devices import device_key
 from ingest.models import Gpu, Metric, Sample, Tally
 from ingest.queues import check_broker
 from ingest.stats import pipeline_stats
@@ -83,6 +87,25 @@ def device_with_telemetry(device_id: str) -> QuerySet[Gpu]:
 def samples_of(gpu: Gpu, params: dict[str, Any]) -> QuerySet[Sample]:
     """The GPU's samples within the (inclusive) time range and metrics asked for."""
     return in_range(Sample.objects.filter(gpu_id=gpu.pk), params)
+
+
+def sample_selection(gpu_id: int, params: dict[str, Any]) -> Selection:
+    """The GPU's samples within the (inclusive) time range and metrics asked for, in page
+    order, as a shape and its values (the page query is compiled once per shape)."""
+    bounds = [params.get(name) for name in ("start_time", "end_time")]
+    metrics = list(params.get("metric") or ())
+    present = tuple(bound is not None for bound in bounds)
+
+    def build(values: Sequence[Any]) -> QuerySet[Sample]:
+        given = iter(values)
+        gpu = next(given)
+        start, end = (next(given) if there else None for there in present)
+        chosen = {"start_time": start, "end_time": end, "metric": list(given)}
+        samples = in_range(Sample.objects.filter(gpu_id=gpu), chosen)
+        return samples.order_by("timestamp", "id")
+
+    values = (gpu_id, *(bound for bound in bounds if bound is not None), *metrics)
+    return Selection((present, len(metrics)), values, build)
 
 
 def in_range(samples: QuerySet[Sample], params: dict[str, Any]) -> QuerySet[Sample]:
@@ -144,18 +167,28 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         return Response(gpu_rows([row])[0])
 
     def gpu(self) -> Gpu:
-        # Only what the sample endpoints use: not the labels, whose JSON would be decoded.
-        gpus = device_with_telemetry(self.kwargs["id"])
-        return get_object_or_404(gpus.only("id", "uuid", "gpu_instance_id", "last_seen"))
+        """The device of the URL, with only what the sample endpoints use (not the labels,
+        whose JSON would be decoded); its query is compiled once (``api.compiled``)."""
+        key = device_key(self.kwargs["id"])
+        # PostgreSQL text cannot hold a NUL, so no device's uuid has one.
+        if key is None or "\x00" in key[0]:
+            raise Http404(NO_DEVICE)
+        uuid, instance = key
+        values = [uuid] if instance is None else [uuid, instance]
+        rows = QUERIES.rows(("device", instance is None), _device_row, values)
+        if not rows:
+            raise Http404(NO_DEVICE)
+        pk, uuid, instance, last_seen = rows[0]
+        return Gpu(pk=pk, uuid=uuid, gpu_instance_id=instance, last_seen=last_seen)
 
     @schema.telemetry
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def telemetry(self, request: Request, id: str) -> Response:
         gpu = self.gpu()
         params = validated(TimeRangeParams, request)
-        samples = samples_of(gpu, params).order_by("timestamp", "id")
         paginator = UncountedPagination()
-        page = paginator.paginate_queryset(samples, request, self, columns=SAMPLE_COLUMNS)
+        selection = sample_selection(gpu.pk, params)
+        page = paginator.paginate_selection(selection, request, columns=SAMPLE_COLUMNS)
         return paginator.get_paginated_response(sample_rows(page))
 
     @schema.aggregate
@@ -187,6 +220,18 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
             newest_value=Subquery(newest.values("value")[:1]),
         ).values_list("name", "newest_timestamp", "newest_value")
         return Response(latest_rows(rows.order_by("name")))
+
+
+# The answer of DRF's get_object_or_404, which the other device endpoints give.
+NO_DEVICE = f"No {Gpu._meta.object_name} matches the given query."
+
+
+def _device_row(values: Sequence[Any]) -> QuerySet[Gpu, tuple[Any, ...]]:
+    """(id, uuid, instance, last_seen) of the device with telemetry ``values`` name: its
+    uuid, and its GPU instance id when it is a MIG instance."""
+    uuid, instance = (*values, None)[:2]
+    gpus = Gpu.objects.filter(sample_count__gt=0, uuid=uuid, gpu_instance_id=instance)
+    return gpus.values_list("id", "uuid", "gpu_instance_id", "last_seen")[:1]
 
 
 def aggregate_body(
