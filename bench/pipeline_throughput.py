@@ -164,30 +164,9 @@ class ThroughputBenchmark:
     # --- set-up -------------------------------------------------------------------------
 
     def child_environment(self) -> dict[str, str]:
-        """The environment of every process started here: the benchmark's database and
-        broker, production settings (DEBUG off: it records every query), quiet logs."""
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith("TELEMETRY_FAULT")
-            # Settings that would point a child at another database or broker than the
-            # benchmark's.
-            and key.removesuffix("_FILE") not in CONNECTION_VARIABLES
-        }
-        env.pop("DJANGO_DEBUG", None)
-        env.pop("DJANGO_SECRET_KEY_FILE", None)
-        env.update(
-            DATABASE_URL=self.database.url,
-            REDIS_URL=self.database.redis_url,
-            DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
-            # Production settings (no DEBUG, so no query log) need these; nothing serves HTTP.
-            DJANGO_ALLOWED_HOSTS=os.environ.get("DJANGO_ALLOWED_HOSTS") or "localhost",
-            LOG_LEVEL="WARNING",
-            # import_csv keeps the generated rows' 2025 timestamps: no window may reject them.
-            RETENTION_DAYS="0",
-            # A developer's var/dev.env must not fill in what this environment leaves unset.
-            TELEMETRY_ENV_FILE="",
-        )
+        """The environment of every process started here (``bench_environment``), with this
+        benchmark's limits on chunks in flight."""
+        env = bench_environment(self.database)
         if self.options.max_outstanding:
             env["MAX_OUTSTANDING_CHUNKS"] = str(self.options.max_outstanding)
         if self.options.queue_depth:
@@ -328,6 +307,34 @@ class ThroughputBenchmark:
             f"ratio={ratio:.3f} rows={rows} streamers={self.options.streamers} "
             f"collectors={self.options.collectors}"
         )
+
+
+def bench_environment(database: BenchDatabase) -> dict[str, str]:
+    """The environment of every process a benchmark starts: its database and broker,
+    production settings (DEBUG off: it records every query), quiet logs."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("TELEMETRY_FAULT")
+        # Settings that would point a child at another database or broker than the
+        # benchmark's.
+        and key.removesuffix("_FILE") not in CONNECTION_VARIABLES
+    }
+    env.pop("DJANGO_DEBUG", None)
+    env.pop("DJANGO_SECRET_KEY_FILE", None)
+    env.update(
+        DATABASE_URL=database.url,
+        REDIS_URL=database.redis_url,
+        DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+        # Production settings (no DEBUG, so no query log) need these.
+        DJANGO_ALLOWED_HOSTS=os.environ.get("DJANGO_ALLOWED_HOSTS") or "localhost",
+        LOG_LEVEL="WARNING",
+        # import_csv keeps the generated rows' 2025 timestamps: no window may reject them.
+        RETENTION_DAYS="0",
+        # A developer's var/dev.env must not fill in what this environment leaves unset.
+        TELEMETRY_ENV_FILE="",
+    )
+    return env
 
 
 def prepare_database(database: BenchDatabase, env: dict[str, str], stdout: OutputWrapper) -> None:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +55,11 @@ def start(
     workers: int = 1,
     timeout: int = 60,
     options: Sequence[str] = (),
+    preexec_fn: Callable[[], None] | None = None,
 ) -> WebServer:
     """gunicorn serving the project, once it accepts connections; ``options`` are added to
-    its command line (``--worker-class sync``, ...). It runs in a session of its own, which
+    its command line (``--worker-class sync``, ...), ``preexec_fn`` runs in its process
+    before gunicorn does (a raised limit, ...). It runs in a session of its own, which
     ``stop`` ends whole."""
     port = free_port()
     command = [
@@ -74,6 +76,7 @@ def start(
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
     server = WebServer("127.0.0.1", port, process, log)
     deadline = time.monotonic() + START_SECONDS

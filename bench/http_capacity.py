@@ -1,0 +1,431 @@
+"""``make bench-http`` (``manage.py bench_http``): requests per second of the read API behind
+gunicorn, beside what the same page costs without a web framework, in the same run.
+
+It works on ``make bench-api``'s kept database (``telemetry_bench_api``, 10,000,000 samples),
+which must be filled first, with a Redis database of its own for the ingest phase:
+
+1. The reference, ``raw_rps``: one plain process per core fetches the telemetry first page
+   with psycopg2 (the GPU's id from its uuid, then 101 samples with their metric and
+   workload, ordered by time, as the API asks for them) and encodes it with ``json`` as the
+   API's body, for ``seconds``; their pages per second, summed.
+2. gunicorn (``bench.web_server``: the web role's configuration, production settings, one
+   worker per core unless ``--workers`` says otherwise), and ``wrk`` with ``connections``
+   (64) connections for ``seconds`` (30) on each hot endpoint, rotating over GPUs (telemetry
+   first page, latest, gpus, stats, an hour of 1-minute aggregates), then on all of them
+   mixed: requests per second, p50, p99, socket errors, non-2xx answers.
+3. Paced ingest as ``make run`` streams (the sample file, ``--loop --batch-size 100
+   --interval 2``, real beat, streamer and collector processes) while ``wrk`` holds 1,000
+   connections for 60 s on the mix (``--timeout 30s``; the file-descriptor limit of wrk and
+   gunicorn raised to its hard limit).
+
+The last line is ``bench-http: telemetry_rps=... raw_rps=... ratio=... mix_rps=...
+c1000_errors=... c1000_non2xx=... c1000_rps=... c1000_p99_ms=...``; the exit status is
+non-zero when the 1,000 connections saw a socket error or an answer other than 2xx. The
+paced source's samples stay in the database (``make bench-api`` times only the GPUs it
+generated). Figures: README, "Web tier".
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+import psycopg2  # type: ignore[import-untyped]
+import redis
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError, OutputWrapper
+from django.db.models import Sum
+
+from bench import web_server
+from bench.pipeline_throughput import BenchDatabase, bench_environment
+from bench.sample_database import FLEET
+from bench.workers import Worker, start_worker, wait_until_ready, worker_logs
+from ingest.models import Gpu, IngestedChunk, StreamSource
+from telemetry_project.routing import COLLECT_QUEUE, STREAM_QUEUE
+
+DATABASE: Final = BenchDatabase("telemetry_bench_api", "redis://127.0.0.1:6379/15")
+PAGE_SIZE: Final = 100
+# GPUs each endpoint's requests rotate over, so no single row stays in every cache.
+ROTATED_GPUS: Final = 32
+PACED_SOURCE: Final = "bench-http-paced"
+SAMPLE_CSV: Final = Path(settings.BASE_DIR) / "data" / "dcgm_metrics_sample.csv"
+WRK_THREADS: Final = 2
+# wrk's request rotation: each request takes the next of the paths given after ``--``.
+ROTATE_SCRIPT: Final = """
+local paths = {}
+local n = 0
+function init(args)
+  for _, path in ipairs(args) do table.insert(paths, path) end
+end
+function request()
+  n = n + 1
+  return wrk.format("GET", paths[(n % #paths) + 1])
+end
+"""
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """What one run measures; the defaults are ``make bench-http``'s."""
+
+    seconds: int = 30  # of wrk per endpoint, and of the reference
+    connections: int = 64
+    crowd_seconds: int = 60  # of the 1,000 connections under ingest
+    crowd_connections: int = 1000
+    workers: int = 0  # gunicorn workers; 0: one per core
+    worker_options: tuple[str, ...] = ()  # added to gunicorn's command line
+
+    def check(self) -> None:
+        for name in ("seconds", "connections", "crowd_seconds", "crowd_connections"):
+            if getattr(self, name) < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+@dataclass(frozen=True)
+class Load:
+    """What wrk measured over one run."""
+
+    label: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    socket_errors: int
+    non_2xx: int
+
+    def line(self) -> str:
+        return (
+            f"  {self.label:<10} {self.requests_per_second:9.0f} req/s  p50 {self.p50_ms:7.2f} ms"
+            f"  p99 {self.p99_ms:8.2f} ms  socket errors {self.socket_errors}"
+            f"  non-2xx {self.non_2xx}"
+        )
+
+
+def parse_wrk(label: str, output: str) -> Load:
+    """wrk's summary (run with ``--latency``) as a :class:`Load`."""
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    if rate is None:
+        raise CommandError(f"{label}: wrk printed no rate:\n{output}")
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return Load(
+        label,
+        float(rate.group(1)),
+        _percentile_ms(output, "50", label),
+        _percentile_ms(output, "99", label),
+        sum(int(count) for count in errors.groups()) if errors else 0,
+        int(non_2xx.group(1)) if non_2xx else 0,
+    )
+
+
+def _percentile_ms(output: str, percentile: str, label: str) -> float:
+    found = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    if found is None:
+        raise CommandError(f"{label}: wrk printed no {percentile}th percentile:\n{output}")
+    return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+
+
+def raise_file_limit() -> None:
+    """In a child before it runs: as many open files as the hard limit allows, for a
+    thousand sockets (many systems start processes with 1,024)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class HttpBenchmark:
+    """The reference, the endpoints at ``connections``, the crowd under ingest; a report."""
+
+    def __init__(
+        self, options: HttpOptions, stdout: OutputWrapper, database: BenchDatabase = DATABASE
+    ) -> None:
+        options.check()
+        self.options = options
+        self.stdout = stdout
+        self.database = database
+
+    def say(self, message: str) -> None:
+        self.stdout.write(message)
+        self.stdout.flush()
+
+    def run(self) -> None:
+        options = self.options
+        gpus = self._generated_gpus()
+        paths = endpoint_paths(gpus)
+        cores = os.cpu_count() or 1
+        env = bench_environment(self.database)
+        env["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+        self.say(
+            f"{len(gpus)} GPUs; {cores} cores; wrk -t{WRK_THREADS} -c{options.connections} "
+            f"-d{options.seconds}s per endpoint, rotating over {ROTATED_GPUS} GPUs"
+        )
+        raw_rps = raw_reference(self.database.dsn, gpus[:ROTATED_GPUS], cores, options.seconds)
+        self.say(f"  {'raw':<10} {raw_rps:9.0f} pages/s  (psycopg2 + json, {cores} processes)")
+        Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="bench-http-", dir=settings.VAR_DIR) as folder:
+            work = Path(folder)
+            script = work / "rotate.lua"
+            script.write_text(ROTATE_SCRIPT)
+            web = web_server.start(
+                env,
+                work / "web.log",
+                workers=options.workers or cores,
+                options=options.worker_options,
+                preexec_fn=raise_file_limit,
+            )
+            try:
+                loads = {
+                    label: self._wrk(label, web.url, script, endpoint, options.connections,
+                                     options.seconds)
+                    for label, endpoint in [*paths.items(), ("mix", mixed(paths))]
+                }  # fmt: skip
+                crowd = self._under_ingest(web.url, script, mixed(paths), env, work)
+            except CommandError as error:
+                log = (work / "web.log").read_text(errors="replace")[-3000:]
+                raise CommandError(f"{error}\n--- web.log\n{log}") from None
+            finally:
+                web_server.stop(web)
+        telemetry_rps = loads["telemetry"].requests_per_second
+        self.say(
+            f"bench-http: telemetry_rps={telemetry_rps:.0f} raw_rps={raw_rps:.0f} "
+            f"ratio={telemetry_rps / raw_rps:.3f} mix_rps={loads['mix'].requests_per_second:.0f} "
+            f"c1000_errors={crowd.socket_errors} c1000_non2xx={crowd.non_2xx} "
+            f"c1000_rps={crowd.requests_per_second:.0f} c1000_p99_ms={crowd.p99_ms:.1f}"
+        )
+        if crowd.socket_errors or crowd.non_2xx:
+            raise SystemExit(1)
+
+    def _generated_gpus(self) -> list[tuple[str, datetime, datetime]]:
+        """(uuid, first, last) of the GPUs ``make bench-api`` generated, in a fixed order."""
+        gpus = [
+            (uuid, first, last)
+            for uuid, first, last in Gpu.objects.filter(
+                sample_count__gt=0, gpu_instance_id__isnull=True, first_seen__lte=FLEET.start
+            )
+            .order_by("hostname", "gpu_index")
+            .values_list("uuid", "first_seen", "last_seen")
+            if first is not None and last is not None
+        ]
+        if not gpus:
+            raise CommandError(f"{self.database.name} holds no samples: run make bench-api first")
+        return gpus
+
+    def _wrk(
+        self,
+        label: str,
+        url: str,
+        script: Path,
+        paths: Sequence[str],
+        connections: int,
+        seconds: int,
+        timeout: str = "10s",
+    ) -> Load:
+        command = [
+            "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency",
+            "--timeout", timeout, "-s", str(script), url, "--", *paths,
+        ]  # fmt: skip
+        try:
+            finished = subprocess.run(  # noqa: S603  (wrk, with arguments made here)
+                command,
+                capture_output=True,
+                text=True,
+                timeout=seconds + 120,
+                check=False,
+                preexec_fn=raise_file_limit,
+            )
+        except FileNotFoundError:
+            raise CommandError("wrk is missing: make load-tools") from None
+        if finished.returncode:
+            raise CommandError(f"{label}: wrk failed: {finished.stderr}")
+        load = parse_wrk(label, finished.stdout)
+        self.say(load.line())
+        return load
+
+    def _under_ingest(
+        self, url: str, script: Path, paths: Sequence[str], env: dict[str, str], work: Path
+    ) -> Load:
+        """The mix at ``crowd_connections`` while beat, a streamer and a collector stream the
+        sample file at ``make run``'s pace; the source is removed afterwards."""
+        options = self.options
+        broker = redis.Redis.from_url(self.database.redis_url)
+        broker.flushdb()
+        source = _paced_source()
+        processes: list[Worker] = []
+        beat: subprocess.Popen[bytes] | None = None
+        try:
+            processes = [
+                start_worker("streamer", STREAM_QUEUE, 0, 0, env, work),
+                start_worker("collector", COLLECT_QUEUE, 0, 0, env, work),
+            ]
+            wait_until_ready(processes)
+            beat = _start_beat(env, work / "beat.log")
+            self.say(
+                f"paced ingest (sample file, 100 rows every 2 s) and wrk "
+                f"-c{options.crowd_connections} -d{options.crowd_seconds}s --timeout 30s"
+            )
+            committed_before = _committed_rows()
+            crowd = self._wrk(
+                f"c{options.crowd_connections}", url, script, paths,
+                options.crowd_connections, options.crowd_seconds, timeout="30s",
+            )  # fmt: skip
+            ingested = _committed_rows() - committed_before
+            self.say(f"  ingest committed {ingested:,} rows meanwhile")
+            if not ingested:
+                raise CommandError(f"the paced source committed nothing:{worker_logs(processes)}")
+        finally:
+            if beat is not None:
+                beat.terminate()
+                beat.wait(timeout=30)
+            for worker in processes:
+                worker.stop()
+            source.enabled = False  # its beat entry too (ingest.signals)
+            source.save()
+            broker.flushdb()
+        return crowd
+
+
+def endpoint_paths(gpus: Sequence[tuple[str, datetime, datetime]]) -> dict[str, list[str]]:
+    """The paths wrk rotates over for each hot endpoint."""
+    rotated = gpus[:: max(1, len(gpus) // ROTATED_GPUS)][:ROTATED_GPUS]
+    devices = [f"/api/v1/gpus/{quote(uuid)}" for uuid, _, _ in rotated]
+    return {
+        "telemetry": [f"{device}/telemetry?limit={PAGE_SIZE}" for device in devices],
+        "latest": [f"{device}/latest" for device in devices],
+        "gpus": ["/api/v1/gpus"],
+        "stats": ["/api/v1/stats"],
+        "aggregate": [
+            f"{device}/telemetry/aggregate?{_hour_of(first, last, index)}"
+            for index, (device, (_, first, last)) in enumerate(zip(devices, rotated, strict=True))
+        ],
+    }
+
+
+def _hour_of(first: datetime, last: datetime, index: int) -> str:
+    """An hour in 1-minute buckets, spread over the GPU's history by ``index``."""
+    span = max(timedelta(0), last - first - timedelta(hours=1))
+    start = (first + span * ((index * 7 % ROTATED_GPUS) / ROTATED_GPUS)).replace(
+        second=0, microsecond=0
+    )
+    end = start + timedelta(hours=1)
+    return urlencode(
+        {"start_time": f"{start:%Y-%m-%dT%H:%M:%SZ}", "end_time": f"{end:%Y-%m-%dT%H:%M:%SZ}",
+         "bucket": "1m"}
+    )  # fmt: skip
+
+
+def mixed(paths: dict[str, list[str]]) -> list[str]:
+    """Every endpoint in turn, each with its own next GPU."""
+    longest = max(len(endpoint) for endpoint in paths.values())
+    return [
+        endpoint[turn % len(endpoint)] for turn in range(longest) for endpoint in paths.values()
+    ]
+
+
+# --- the reference: the page without HTTP or a framework ------------------------------------
+
+GPU_QUERY: Final = (
+    "SELECT id FROM ingest_gpu WHERE uuid = %s AND gpu_instance_id IS NULL AND sample_count > 0"
+)
+PAGE_QUERY: Final = (
+    "SELECT s.timestamp, m.name, s.value, w.namespace, w.pod, w.container, s.id "
+    "FROM ingest_sample s JOIN ingest_metric m ON m.id = s.metric_id "
+    "LEFT JOIN ingest_workload w ON w.id = s.workload_id "
+    "WHERE s.gpu_id = %s ORDER BY s.timestamp, s.id LIMIT %s"
+)
+
+
+def raw_reference(
+    dsn: str, gpus: Sequence[tuple[str, Any, Any]], processes: int, seconds: int
+) -> float:
+    """Telemetry first pages per second of ``processes`` plain processes, summed."""
+    uuids = [uuid for uuid, _, _ in gpus]
+    context = multiprocessing.get_context("spawn")  # nothing of Django's state inherited
+    with context.Pool(processes) as pool:
+        rates = pool.starmap(_raw_pages_per_second, [(dsn, uuids, seconds)] * processes)
+    return sum(rates)
+
+
+def _raw_pages_per_second(dsn: str, uuids: list[str], seconds: int) -> float:
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    pages = 0
+    try:
+        with connection.cursor() as cursor:
+            deadline = time.perf_counter() + seconds
+            started = time.perf_counter()
+            while time.perf_counter() < deadline:
+                uuid = uuids[pages % len(uuids)]
+                cursor.execute(GPU_QUERY, [uuid])
+                (gpu_id,) = cursor.fetchone()
+                cursor.execute(PAGE_QUERY, [gpu_id, PAGE_SIZE + 1])
+                rows = cursor.fetchall()
+                json.dumps(
+                    {
+                        "next": f"http://127.0.0.1/api/v1/gpus/{uuid}/telemetry?cursor=...",
+                        "previous": None,
+                        "results": [
+                            {
+                                "timestamp": timestamp.astimezone(UTC).isoformat()[:-6] + "Z",
+                                "metric": metric,
+                                "value": value,
+                                "namespace": namespace or "",
+                                "pod": pod or "",
+                                "container": container or "",
+                            }
+                            for timestamp, metric, value, namespace, pod, container, _ in rows[
+                                :PAGE_SIZE
+                            ]
+                        ],
+                    },
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                ).encode()
+                pages += 1
+            return pages / (time.perf_counter() - started)
+    finally:
+        connection.close()
+
+
+# --- the ingest around the crowd ------------------------------------------------------------
+
+
+def _paced_source() -> StreamSource:
+    """``make run``'s source on this database, enabled (a previous run left it paused)."""
+    # The sample file lies in data/, where sources may read by default (STREAM_SOURCE_DIRS).
+    call_command(
+        "add_source", PACED_SOURCE, str(SAMPLE_CSV), "--loop", "--batch-size", "100",
+        "--interval", "2", "--if-missing", stdout=StringIO(),
+    )  # fmt: skip
+    source = StreamSource.objects.get(name=PACED_SOURCE)
+    source.enabled = True
+    source.save()
+    return source
+
+
+def _start_beat(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        return subprocess.Popen(  # noqa: S603  (celery from this virtualenv)
+            [sys.executable, "-m", "celery", "-A", "telemetry_project", "beat",
+             "--loglevel=WARNING", "--schedule", str(log.with_suffix(".schedule"))],
+            cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _committed_rows() -> int:
+    committed = IngestedChunk.objects.aggregate(rows=Sum("rows_committed"))["rows"]
+    return int(committed or 0)
