@@ -8,7 +8,7 @@ MANAGE := DJANGO_DEBUG=1 $(PY) manage.py
 PORT ?= 8000
 SAMPLE_CSV := data/dcgm_metrics_sample.csv
 
-.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-fleet bench-exposition bench-write bench-export bench-scrape csv-validate audit bench-charts vendor-charts bench-dashboard
+.PHONY: help run migrate superuser browser load-tools prometheus-tools protobuf test test-quick test-slow test-faults lint format coverage generate openapi check-services clean explain-api bench-api deploy-tools helm-lint chart-readme up down status logs bench bench-fleet bench-exposition bench-write bench-export bench-scrape csv-validate audit bench-charts vendor-charts bench-dashboard bench-http
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -135,6 +135,10 @@ explain-api: $(VENV)/.installed  ## EXPLAIN ANALYZE every API query on >= ROWS (
 # autovacuum keeps a live database in (visibility map set).
 bench-api: $(VENV)/.installed  ## p50/p99 of 1,000 requests per API endpoint on ROWS (10M) samples in its own kept database: make bench-api ROWS=1000000
 	$(MANAGE) bench_api $(ROWS_OPTION) --keep --vacuum $(ARGS)
+
+# On bench-api's kept database (fill it first); a Redis database of its own (15).
+bench-http: $(VENV)/.installed load-tools  ## req/s, p50/p99 of the hot API endpoints behind gunicorn (wrk, 64 connections, 30 s each) beside psycopg2 + json alone, then 1,000 connections while paced ingest runs: make bench-http ARGS="--seconds 5 --crowd-seconds 10"
+	$(MANAGE) bench_http $(ARGS)
 
 # The database is kept, so the next run skips the fill.
 bench-export: $(VENV)/.installed  ## rows/s and peak RSS of the gunicorn worker streaming GET /api/v1/telemetry.csv over ROWS (10M) samples in its own kept database: make bench-export ROWS=1000000

@@ -27,24 +27,20 @@ generated). Figures: README, "Web tier".
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
 import re
 import resource
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote, urlencode
 
-import psycopg2  # type: ignore[import-untyped]
 import redis
 from django.conf import settings
 from django.core.management import call_command
@@ -53,13 +49,13 @@ from django.db.models import Sum
 
 from bench import web_server
 from bench.pipeline_throughput import BenchDatabase, bench_environment
+from bench.raw_page import PAGE_SIZE, raw_pages_per_second
 from bench.sample_database import FLEET
 from bench.workers import Worker, start_worker, wait_until_ready, worker_logs
 from ingest.models import Gpu, IngestedChunk, StreamSource
 from telemetry_project.routing import COLLECT_QUEUE, STREAM_QUEUE
 
 DATABASE: Final = BenchDatabase("telemetry_bench_api", "redis://127.0.0.1:6379/15")
-PAGE_SIZE: Final = 100
 # GPUs each endpoint's requests rotate over, so no single row stays in every cache.
 ROTATED_GPUS: Final = 32
 PACED_SOURCE: Final = "bench-http-paced"
@@ -174,7 +170,8 @@ class HttpBenchmark:
             f"{len(gpus)} GPUs; {cores} cores; wrk -t{WRK_THREADS} -c{options.connections} "
             f"-d{options.seconds}s per endpoint, rotating over {ROTATED_GPUS} GPUs"
         )
-        raw_rps = raw_reference(self.database.dsn, gpus[:ROTATED_GPUS], cores, options.seconds)
+        uuids = [uuid for uuid, _, _ in gpus[:ROTATED_GPUS]]
+        raw_rps = raw_pages_per_second(self.database.dsn, uuids, cores, options.seconds)
         self.say(f"  {'raw':<10} {raw_rps:9.0f} pages/s  (psycopg2 + json, {cores} processes)")
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="bench-http-", dir=settings.VAR_DIR) as folder:
@@ -334,71 +331,6 @@ def mixed(paths: dict[str, list[str]]) -> list[str]:
     return [
         endpoint[turn % len(endpoint)] for turn in range(longest) for endpoint in paths.values()
     ]
-
-
-# --- the reference: the page without HTTP or a framework ------------------------------------
-
-GPU_QUERY: Final = (
-    "SELECT id FROM ingest_gpu WHERE uuid = %s AND gpu_instance_id IS NULL AND sample_count > 0"
-)
-PAGE_QUERY: Final = (
-    "SELECT s.timestamp, m.name, s.value, w.namespace, w.pod, w.container, s.id "
-    "FROM ingest_sample s JOIN ingest_metric m ON m.id = s.metric_id "
-    "LEFT JOIN ingest_workload w ON w.id = s.workload_id "
-    "WHERE s.gpu_id = %s ORDER BY s.timestamp, s.id LIMIT %s"
-)
-
-
-def raw_reference(
-    dsn: str, gpus: Sequence[tuple[str, Any, Any]], processes: int, seconds: int
-) -> float:
-    """Telemetry first pages per second of ``processes`` plain processes, summed."""
-    uuids = [uuid for uuid, _, _ in gpus]
-    context = multiprocessing.get_context("spawn")  # nothing of Django's state inherited
-    with context.Pool(processes) as pool:
-        rates = pool.starmap(_raw_pages_per_second, [(dsn, uuids, seconds)] * processes)
-    return sum(rates)
-
-
-def _raw_pages_per_second(dsn: str, uuids: list[str], seconds: int) -> float:
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    pages = 0
-    try:
-        with connection.cursor() as cursor:
-            deadline = time.perf_counter() + seconds
-            started = time.perf_counter()
-            while time.perf_counter() < deadline:
-                uuid = uuids[pages % len(uuids)]
-                cursor.execute(GPU_QUERY, [uuid])
-                (gpu_id,) = cursor.fetchone()
-                cursor.execute(PAGE_QUERY, [gpu_id, PAGE_SIZE + 1])
-                rows = cursor.fetchall()
-                json.dumps(
-                    {
-                        "next": f"http://127.0.0.1/api/v1/gpus/{uuid}/telemetry?cursor=...",
-                        "previous": None,
-                        "results": [
-                            {
-                                "timestamp": timestamp.astimezone(UTC).isoformat()[:-6] + "Z",
-                                "metric": metric,
-                                "value": value,
-                                "namespace": namespace or "",
-                                "pod": pod or "",
-                                "container": container or "",
-                            }
-                            for timestamp, metric, value, namespace, pod, container, _ in rows[
-                                :PAGE_SIZE
-                            ]
-                        ],
-                    },
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                ).encode()
-                pages += 1
-            return pages / (time.perf_counter() - started)
-    finally:
-        connection.close()
 
 
 # --- the ingest around the crowd ------------------------------------------------------------
