@@ -33,6 +33,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,6 +60,7 @@ DATABASE: Final = BenchDatabase("telemetry_bench_api", "redis://127.0.0.1:6379/1
 # GPUs each endpoint's requests rotate over, so no single row stays in every cache.
 ROTATED_GPUS: Final = 32
 PACED_SOURCE: Final = "bench-http-paced"
+INGEST_START_SECONDS: Final = 120.0
 SAMPLE_CSV: Final = Path(settings.BASE_DIR) / "data" / "dcgm_metrics_sample.csv"
 WRK_THREADS: Final = 2
 # wrk's request rotation: each request takes the next of the paths given after ``--``.
@@ -270,20 +272,27 @@ class HttpBenchmark:
                 start_worker("collector", COLLECT_QUEUE, 0, 0, env, work),
             ]
             wait_until_ready(processes)
+            committed_before = _committed_rows()
             beat = _start_beat(env, work / "beat.log")
+            # The crowd starts once ingest runs: its first chunk is committed.
+            deadline = time.monotonic() + INGEST_START_SECONDS
+            while _committed_rows() == committed_before:
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"the paced source committed nothing:{worker_logs(processes)}"
+                    )
+                time.sleep(0.5)
+            committed_before = _committed_rows()
             self.say(
                 f"paced ingest (sample file, 100 rows every 2 s) and wrk "
                 f"-c{options.crowd_connections} -d{options.crowd_seconds}s --timeout 30s"
             )
-            committed_before = _committed_rows()
             crowd = self._wrk(
                 f"c{options.crowd_connections}", url, script, paths,
                 options.crowd_connections, options.crowd_seconds, timeout="30s",
             )  # fmt: skip
             ingested = _committed_rows() - committed_before
             self.say(f"  ingest committed {ingested:,} rows meanwhile")
-            if not ingested:
-                raise CommandError(f"the paced source committed nothing:{worker_logs(processes)}")
         finally:
             if beat is not None:
                 beat.terminate()
