@@ -125,7 +125,7 @@ protobuf: $(VENV)/.installed  ## compile ingest/remote_write.proto into ingest/r
 # 10,000,000, bench-fleet 60,000, bench-write 300,000 samples), and its own database
 # (telemetry_bench, telemetry_explain, telemetry_bench_api, telemetry_bench_export,
 # telemetry_bench_fleet, telemetry_bench_write on the PostgreSQL server of DATABASE_URL or
-# DB_HOST, by default 127.0.0.1:5432), never the project's.
+# DB_HOST, by default 127.0.0.1:5432), never the project's; bench-http reads bench-api's.
 ROWS_OPTION = $(if $(ROWS),--rows $(ROWS))
 
 explain-api: $(VENV)/.installed  ## EXPLAIN ANALYZE every API query on >= ROWS (5M) samples in its own database: make explain-api ROWS=300000 ARGS=--keep

@@ -14,7 +14,8 @@ beats gunicorn's heartbeat only between requests, so the arbiter kills one whose
 runs past ``--timeout`` (WEB_TIMEOUT, 60 s): a CSV export streaming for minutes would be cut
 off mid-file. A gthread worker's main loop beats it while requests run in its threads, so a
 stream lasts as long as the client reads, and the timeout still replaces a worker whose main
-loop hangs. docs/design.md, "CSV export".
+loop hangs. docs/design.md, "CSV export". Measured against sync workers with make bench-http:
+README, "Web tier".
 """
 
 from __future__ import annotations
