@@ -31,6 +31,7 @@ def test_a_compiled_shape_answers_for_other_values_as_the_orm_does() -> None:
     first_id, first_seen = gpus[0]
     queries.rows("page", page_after, [first_id, first_seen])
     for gpu_id, seen in gpus[1:4]:
+        assert seen is not None
         values = [gpu_id, seen - timedelta(minutes=1)]
         with CaptureQueriesContext(connection) as run:
             rows = queries.rows("page", page_after, values)
