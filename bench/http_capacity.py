@@ -13,10 +13,11 @@ which must be filled first, with a Redis database of its own for the ingest phas
    (64) connections for ``seconds`` (30) on each hot endpoint, rotating over GPUs (telemetry
    first page, latest, gpus, stats, an hour of 1-minute aggregates), then on all of them
    mixed: requests per second, p50, p99, socket errors, non-2xx answers.
-3. Paced ingest as ``make run`` streams (the sample file, ``--loop --batch-size 100
-   --interval 2``, real beat, streamer and collector processes) while ``wrk`` holds 1,000
-   connections for 60 s on the mix (``--timeout 30s``; the file-descriptor limit of wrk and
-   gunicorn raised to its hard limit).
+3. Paced ingest at ``make run``'s pace (a file source, ``--loop --batch-size 100
+   --interval 2``, real beat, streamer and collector processes; the file is generated, 8
+   GPUs of their own, long enough that no pass ends during the run) and, once its first
+   chunk is committed, ``wrk`` holding 1,000 connections for 60 s on the mix (``--timeout
+   30s``; the file-descriptor limit of wrk and gunicorn raised to its hard limit).
 
 The last line is ``bench-http: telemetry_rps=... raw_rps=... ratio=... mix_rps=...
 c1000_errors=... c1000_non2xx=... c1000_rps=... c1000_p99_ms=...``; the exit status is
@@ -27,6 +28,7 @@ generated). Figures: README, "Web tier".
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import resource
@@ -49,6 +51,7 @@ from django.core.management.base import CommandError, OutputWrapper
 from django.db.models import Sum
 
 from bench import web_server
+from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from bench.pipeline_throughput import BenchDatabase, bench_environment
 from bench.raw_page import PAGE_SIZE, raw_pages_per_second
 from bench.sample_database import FLEET
@@ -60,8 +63,9 @@ DATABASE: Final = BenchDatabase("telemetry_bench_api", "redis://127.0.0.1:6379/1
 # GPUs each endpoint's requests rotate over, so no single row stays in every cache.
 ROTATED_GPUS: Final = 32
 PACED_SOURCE: Final = "bench-http-paced"
+PACED_SEED: Final = 8080
+PACED_ROWS_PER_SECOND: Final = 100 / 2  # make run's pace: 100 rows every 2 seconds
 INGEST_START_SECONDS: Final = 120.0
-SAMPLE_CSV: Final = Path(settings.BASE_DIR) / "data" / "dcgm_metrics_sample.csv"
 WRK_THREADS: Final = 2
 # wrk's request rotation: each request takes the next of the paths given after ``--``.
 ROTATE_SCRIPT: Final = """
@@ -259,11 +263,12 @@ class HttpBenchmark:
         self, url: str, script: Path, paths: Sequence[str], env: dict[str, str], work: Path
     ) -> Load:
         """The mix at ``crowd_connections`` while beat, a streamer and a collector stream the
-        sample file at ``make run``'s pace; the source is removed afterwards."""
+        generated file at ``make run``'s pace; the source is removed afterwards."""
         options = self.options
         broker = redis.Redis.from_url(self.database.redis_url)
         broker.flushdb()
-        source = _paced_source()
+        margin = INGEST_START_SECONDS + 60
+        source = _paced_source(work / "paced.csv", options.crowd_seconds + margin)
         processes: list[Worker] = []
         beat: subprocess.Popen[bytes] | None = None
         try:
@@ -284,7 +289,7 @@ class HttpBenchmark:
                 time.sleep(0.5)
             committed_before = _committed_rows()
             self.say(
-                f"paced ingest (sample file, 100 rows every 2 s) and wrk "
+                f"paced ingest (100 rows every 2 s) and wrk "
                 f"-c{options.crowd_connections} -d{options.crowd_seconds}s --timeout 30s"
             )
             crowd = self._wrk(
@@ -299,8 +304,7 @@ class HttpBenchmark:
                 beat.wait(timeout=30)
             for worker in processes:
                 worker.stop()
-            source.enabled = False  # its beat entry too (ingest.signals)
-            source.save()
+            source.delete()  # and its beat entry (ingest.signals)
             broker.flushdb()
         return crowd
 
@@ -345,17 +349,21 @@ def mixed(paths: dict[str, list[str]]) -> list[str]:
 # --- the ingest around the crowd ------------------------------------------------------------
 
 
-def _paced_source() -> StreamSource:
-    """``make run``'s source on this database, enabled (a previous run left it paused)."""
-    # The sample file lies in data/, where sources may read by default (STREAM_SOURCE_DIRS).
+def _paced_source(path: Path, seconds: float) -> StreamSource:
+    """A source streaming ``make run``'s pace from a generated file long enough for
+    ``seconds`` of it, so no pass ends during the run; a previous run's source goes first.
+
+    Its GPUs (a seed of their own) are not the measured fleet's, and their samples are of
+    today, so ``make bench-api`` leaves them out."""
+    rows = math.ceil(seconds * PACED_ROWS_PER_SECOND)
+    with path.open("wb") as out:
+        write_dcgm_csv(out, GeneratorSpec(hosts=1, rows=rows, seed=PACED_SEED))
+    StreamSource.objects.filter(name=PACED_SOURCE).delete()
     call_command(
-        "add_source", PACED_SOURCE, str(SAMPLE_CSV), "--loop", "--batch-size", "100",
-        "--interval", "2", "--if-missing", stdout=StringIO(),
+        "add_source", PACED_SOURCE, str(path), "--loop", "--batch-size", "100",
+        "--interval", "2", stdout=StringIO(),
     )  # fmt: skip
-    source = StreamSource.objects.get(name=PACED_SOURCE)
-    source.enabled = True
-    source.save()
-    return source
+    return StreamSource.objects.get(name=PACED_SOURCE)
 
 
 def _start_beat(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
