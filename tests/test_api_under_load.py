@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.http_capacity import ROTATE_SCRIPT, parse_wrk
 from ingest.models import Gpu
 from tests.support.pipeline import finish_import, generate_csv, start_import
 from tests.support.reference import REPO
@@ -24,25 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONNECTIONS = 200
 DURATION_SECONDS = 60
-# Rotates over the endpoints an operator's dashboard polls; every one must answer 200.
-WRK_SCRIPT = """
-local paths = {}
-local n = 0
-function init(args)
-  for _, path in ipairs(args) do table.insert(paths, path) end
-end
-function request()
-  n = n + 1
-  return wrk.format("GET", paths[(n % #paths) + 1])
-end
-"""
-
-
-def percentile_ms(output: str, percentile: str) -> float:
-    match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    assert match, output
-    value, unit = float(match.group(1)), match.group(2)
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def test_gunicorn_serves_200_connections_for_a_minute_while_ingest_runs(
@@ -66,7 +48,8 @@ def test_gunicorn_serves_200_connections_for_a_minute_while_ingest_runs(
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(f"{base}/health"), 60, what="gunicorn")
     script = tmp_path / "rotate.lua"
-    script.write_text(WRK_SCRIPT)
+    # Rotates over the endpoints an operator's dashboard polls; every one must answer 200.
+    script.write_text(ROTATE_SCRIPT)
     paths = [
         "/api/v1/stats",
         "/api/v1/gpus?limit=100",
@@ -82,11 +65,11 @@ def test_gunicorn_serves_200_connections_for_a_minute_while_ingest_runs(
         capture_output=True, text=True, timeout=DURATION_SECONDS + 60, check=True, cwd=REPO,
     )  # fmt: skip
     output = wrk.stdout
+    load = parse_wrk("mix", output)
 
     print(
         f"wrk {CONNECTIONS} connections x {DURATION_SECONDS}s against gunicorn while ingesting: "
-        f"p50 {percentile_ms(output, '50'):.1f} ms, p99 {percentile_ms(output, '99'):.1f} ms\n"
-        + output
+        f"p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms\n" + output
     )
     assert "Socket errors" not in output, output
     assert "Non-2xx or 3xx responses" not in output, output
