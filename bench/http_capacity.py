@@ -33,7 +33,6 @@ import os
 import re
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -55,7 +54,7 @@ from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from bench.pipeline_throughput import BenchDatabase, bench_environment
 from bench.raw_page import PAGE_SIZE, raw_pages_per_second
 from bench.sample_database import FLEET
-from bench.workers import Worker, start_worker, wait_until_ready, worker_logs
+from bench.workers import Worker, start_beat, start_worker, wait_until_ready, worker_logs
 from ingest.models import Gpu, IngestedChunk, StreamSource
 from telemetry_project.routing import COLLECT_QUEUE, STREAM_QUEUE
 
@@ -278,7 +277,7 @@ class HttpBenchmark:
             ]
             wait_until_ready(processes)
             committed_before = _committed_rows()
-            beat = _start_beat(env, work / "beat.log")
+            beat = start_beat(env, work)
             # The crowd starts once ingest runs: its first chunk is committed.
             deadline = time.monotonic() + INGEST_START_SECONDS
             while _committed_rows() == committed_before:
@@ -364,15 +363,6 @@ def _paced_source(path: Path, seconds: float) -> StreamSource:
         "--interval", "2", stdout=StringIO(),
     )  # fmt: skip
     return StreamSource.objects.get(name=PACED_SOURCE)
-
-
-def _start_beat(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as sink:
-        return subprocess.Popen(  # noqa: S603  (celery from this virtualenv)
-            [sys.executable, "-m", "celery", "-A", "telemetry_project", "beat",
-             "--loglevel=WARNING", "--schedule", str(log.with_suffix(".schedule"))],
-            cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
 
 
 def _committed_rows() -> int:

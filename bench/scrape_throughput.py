@@ -44,7 +44,7 @@ from bench.pipeline_throughput import (
     prepare_database,
 )
 from bench.sample_database import connected_to
-from bench.workers import start_worker, wait_until_ready, worker_logs
+from bench.workers import start_beat, start_worker, wait_until_ready, worker_logs
 from ingest.models import IngestedChunk, OutstandingChunk, StreamSource, scrape_chunk_id
 from ingest.schedule import ensure_slot_dispatch
 from telemetry_project.routing import COLLECT_QUEUE, STREAM_QUEUE
@@ -185,7 +185,7 @@ class ScrapeBenchmark:
             beat: subprocess.Popen[bytes] | None = None
             try:
                 wait_until_ready(workers)
-                beat = _start_beat(env, work)
+                beat = start_beat(env, work)
                 self.stdout.write(
                     f"{os.cpu_count()} cores; {self.options.streamers} streamers, "
                     f"{self.options.collectors} collectors; pages of {SAMPLES_PER_PAGE} samples "
@@ -283,12 +283,3 @@ def _drained(broker: redis.Redis) -> bool:
         )
     ]
     return IngestedChunk.objects.filter(pk__in=recorded).count() == len(recorded)
-
-
-def _start_beat(env: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
-    """Beat, with the database scheduler as deployed; its start falls in a step's warm-up."""
-    with (work / "beat.log").open("wb") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "telemetry_project", "beat"],
-            cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip

@@ -75,3 +75,12 @@ def worker_logs(workers: list[Worker]) -> str:
         f"\n--- {worker.log.name}\n{worker.log.read_text(errors='replace')[-3000:]}"
         for worker in workers
     )
+
+
+def start_beat(env: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
+    """Beat, with the database scheduler as deployed; its log is ``work/beat.log``."""
+    with (work / "beat.log").open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "telemetry_project", "beat"],
+            cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
