@@ -75,10 +75,11 @@ class CountedPagination(LimitOffsetPagination):
     max_limit = MAX_PAGE_SIZE
     params_class: type[PageParams] = PageParams
 
-    def read_page(self, request: Request, queryset: QuerySet[Any]) -> tuple[int, int]:
-        """Validate ``limit`` and ``offset``, remember them for the links, return them."""
-        if not queryset.ordered:
-            raise TypeError("paginating an unordered queryset would make pages overlap")
+    def read_page(self, request: Request, queryset: QuerySet[Any] | None) -> tuple[int, int]:
+        """Validate ``limit`` and ``offset``, remember them for the links, return them
+        (``queryset``, the rows to be paged, is checked when given)."""
+        if queryset is not None:
+            check_ordered(queryset)
         params = self.params_class(data=request.query_params)
         reject_empty(request.query_params, params.fields)
         if not params.is_valid():
@@ -148,12 +149,13 @@ class UncountedPagination(CountedPagination):
         starts where the selection or a cursor does (the first page, every next link) is
         compiled once per shape (``api.compiled``).
         """
-        queryset = selection.queryset()
-        limit, offset = self.read_page(request, queryset)
+        # The selection's queryset is built only where it is needed, and checked there.
+        limit, offset = self.read_page(request, None)
         self.cursor: Cursor | None = self.validated.get("cursor")
         if offset == 0:
             rows = self._first_rows(selection, limit, columns)
         else:
+            queryset = check_ordered(selection.queryset())
             start = offset
             if offset > SEEK_AFTER_ROWS:
                 queryset, start = seek(queryset, offset)
@@ -178,7 +180,7 @@ class UncountedPagination(CountedPagination):
         size = len(selection.values)
 
         def build(given: Sequence[Any]) -> QuerySet[Any]:
-            rows = selection.build(given[:size])
+            rows = check_ordered(selection.build(given[:size]))
             if cursor is not None:
                 rows = Cursor(*given[size:]).rows_after(rows)
             return rows.values_list(*columns, "timestamp", "id")[: limit + 1]
@@ -207,6 +209,12 @@ class UncountedPagination(CountedPagination):
         del described["properties"]["count"]
         described["required"] = ["results"]
         return described
+
+
+def check_ordered(queryset: QuerySet[Any]) -> QuerySet[Any]:
+    if not queryset.ordered:
+        raise TypeError("paginating an unordered queryset would make pages overlap")
+    return queryset
 
 
 def seek(queryset: QuerySet[Any], offset: int) -> tuple[QuerySet[Any], int]:
