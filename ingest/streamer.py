@@ -95,6 +95,7 @@ def prepare_source(source: StreamSource) -> list[StreamCursor]:
         locked = StreamSource.objects.select_for_update().get(pk=source.pk)
         cursors = list(locked.cursors.all())
         if cursors:  # another streamer prepared it while we read the file
+            source.columns = locked.columns  # the chunks carry the header it recorded
             return cursors
         StreamSource.objects.filter(pk=source.pk).update(columns=list(header.layout.names))
         source.columns = list(header.layout.names)

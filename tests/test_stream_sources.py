@@ -1,5 +1,6 @@
 """Stream sources on real workers: loop passes under beat, timestamps, bad rows, bad sources,
-and backpressure while collectors are away."""
+and backpressure while collectors are away; and, in this process, two streamers racing to
+prepare a source."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import redis
 from django.core.management import call_command
 from django.db.models import Max, Min, Sum
 
+from ingest import reader, streamer
 from ingest.models import IngestedChunk, RejectedRow, Sample, StreamSource
 from telemetry_project.celery import app
 from telemetry_project.routing import COLLECT_QUEUE
@@ -226,3 +228,29 @@ def test_stream_ticks_queued_while_streamers_are_down_expire_instead_of_piling_u
     assert "succeeded" not in streamer.output()
     assert broker.llen(source.stream_queue) == 0
     assert sample_count() == 0
+
+
+@pytest.mark.django_db
+def test_a_streamer_that_lost_the_race_to_prepare_a_source_sends_its_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    call_command("add_source", "raced", str(REFERENCE_CSV), stdout=io.StringIO())
+    read_header = reader.read_header
+    raced = False
+
+    def read_while_another_streamer_prepares(location: str) -> reader.Header:
+        nonlocal raced
+        header = read_header(location)
+        if not raced:  # the other streamer records the cursors and the header first
+            raced = True
+            streamer.prepare_source(StreamSource.objects.get(name="raced"))
+        return header
+
+    monkeypatch.setattr(reader, "read_header", read_while_another_streamer_prepares)
+    source = StreamSource.objects.get(name="raced")
+
+    cursors = streamer.prepare_source(source)
+
+    assert raced
+    assert len(cursors) == source.cursors.count()
+    assert source.columns[:2] == ["timestamp", "metric_name"]
