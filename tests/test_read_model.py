@@ -3,6 +3,7 @@ workload, whatever order chunks commit in; built for existing databases by its m
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -113,3 +114,67 @@ def test_the_migration_builds_the_read_model_from_existing_samples() -> None:
     assert rebuilt == expected
     assert len(rebuilt) == Sample.objects.values("metric_id").distinct().count()
     assert {timestamp for timestamp, _ in rebuilt.values()} == {T0 + timedelta(minutes=5)}
+
+
+def batch_at(timestamp: datetime, pairs: list[tuple[int, int]], values: list[float]) -> SampleBatch:
+    """A stamped batch of one row per (gpu id, metric id) pair, no workloads."""
+    gpus = sorted({gpu for gpu, _ in pairs})
+    metrics = sorted({metric for _, metric in pairs})
+    return SampleBatch(
+        series=[(gpu, None) for gpu in gpus],
+        metric_ids=metrics,
+        timestamps=[timestamp],
+        series_of_row=[gpus.index(gpu) for gpu, _ in pairs],
+        metric_of_row=[metrics.index(metric) for _, metric in pairs],
+        time_of_row=[0] * len(pairs),
+        values=values,
+    )
+
+
+def stored() -> dict[tuple[int, int], tuple[datetime, float]]:
+    return {
+        (gpu_id, metric_id): (timestamp, value)
+        for gpu_id, metric_id, timestamp, value in LatestValue.objects.values_list(
+            "gpu_id", "metric_id", "timestamp", "value"
+        )
+    }
+
+
+@pytest.mark.django_db
+def test_a_batch_of_stored_new_and_older_pairs_writes_only_the_newer_times() -> None:
+    later = T0 + timedelta(minutes=1)
+    read_model.record_latest(batch_at(T0, [(1, 1), (1, 2)], [1.0, 2.0]))
+    read_model.record_latest(batch_at(later, [(1, 1)], [3.0]))
+
+    # (1, 1) is stored newer, (1, 2) older, (2, 1) and (1, 3) have no row yet.
+    read_model.record_latest(
+        batch_at(T0 + timedelta(seconds=30), [(1, 1), (1, 2), (2, 1), (1, 3)], [4.0, 5.0, 6.0, 7.0])
+    )
+
+    half_minute = T0 + timedelta(seconds=30)
+    assert stored() == {
+        (1, 1): (later, 3.0),
+        (1, 2): (half_minute, 5.0),
+        (2, 1): (half_minute, 6.0),
+        (1, 3): (half_minute, 7.0),
+    }
+
+
+@pytest.mark.django_db
+def test_an_equal_time_keeps_the_value_committed_first() -> None:
+    read_model.record_latest(batch_at(T0, [(1, 1)], [1.0]))
+    read_model.record_latest(batch_at(T0, [(1, 1)], [2.0]))
+
+    assert stored() == {(1, 1): (T0, 1.0)}
+
+
+@pytest.mark.django_db
+def test_values_are_stored_as_the_very_same_doubles() -> None:
+    values = [1 / 3, -0.0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, -12345678.875]
+    pairs = [(1, metric) for metric in range(1, len(values) + 1)]
+
+    read_model.record_latest(batch_at(T0, pairs, values))
+
+    kept = stored()
+    assert [kept[pair][1] for pair in pairs] == values
+    assert math.copysign(1.0, kept[(1, 2)][1]) == -1.0  # the sign of -0.0 survives
