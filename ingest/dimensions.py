@@ -80,8 +80,16 @@ def gpu_ids(gpus: Iterable[GpuFields]) -> dict[DeviceKey, int]:
 
 
 def _create(gpus: list[GpuFields]) -> None:
-    """Insert the devices (whole GPUs before their instances) and cache their ids."""
-    if not gpus:
+    """Insert the devices not stored yet (whole GPUs before their instances) and cache the ids.
+
+    Stored devices are read first and never inserted again: an insert that meets a stored
+    row waits for whichever chunk transaction holds that row updated (its counters) to end,
+    and with collectors taking turns at the rows, a collector started beside busy ones (its
+    cache empty) waited seconds for its first chunk. A plain read waits for no one.
+    """
+    _cache_stored(gpus)
+    missing = [gpu for gpu in gpus if gpu.device_key not in _gpu_ids]
+    if not missing:
         return
     Gpu.objects.bulk_create(
         [
@@ -96,13 +104,21 @@ def _create(gpus: list[GpuFields]) -> None:
                 hostname=gpu.hostname,
                 labels=device_labels(gpu),
             )
-            for gpu in gpus
+            for gpu in missing
         ],
-        ignore_conflicts=True,
+        ignore_conflicts=True,  # another collector may insert the same device meanwhile
     )
-    uuids = {gpu.uuid for gpu in gpus}
+    _cache_stored(missing)
+
+
+def _cache_stored(gpus: list[GpuFields]) -> None:
+    """Cache the ids of those of ``gpus`` that have a row."""
+    if not gpus:
+        return
     wanted = {gpu.device_key for gpu in gpus}
-    rows = Gpu.objects.filter(uuid__in=uuids).values_list("uuid", "gpu_instance_id", "id")
+    rows = Gpu.objects.filter(uuid__in={gpu.uuid for gpu in gpus}).values_list(
+        "uuid", "gpu_instance_id", "id"
+    )
     _gpu_ids.update(
         ((uuid, instance), id_) for uuid, instance, id_ in rows if (uuid, instance) in wanted
     )

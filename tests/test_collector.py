@@ -9,12 +9,14 @@ import redis
 from django.db import OperationalError
 from pytest_django.fixtures import Settings
 
-from ingest import collector, faults
+from ingest import collector, dimensions, faults
+from ingest.bounds import bounded_database_work
 from ingest.chunks import Chunk
 from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Sample
 from telemetry_project.celery import app
 from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
 from tests.support.chunks import REFERENCE_LINES, chunk_of
+from tests.support.sessions import second_session
 from tests.support.workers import WorkerFactory, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -163,3 +165,18 @@ def test_poison_and_invalid_chunks_through_a_worker_are_handled_once_without_ret
     assert RejectedRow.objects.count() == 2
     assert "retry" not in worker.output().lower()
     assert broker.llen(COLLECT_QUEUE) == 0
+
+
+def test_a_collector_with_an_empty_cache_does_not_wait_for_chunks_holding_its_devices() -> None:
+    first = chunk_of(REFERENCE_LINES[1:41], chunk_id="1:0:1:0")
+    collector.collect(first.to_payload())
+    stored = dict(dimensions.gpu_ids([]))
+    dimensions.forget()  # a collector just started, beside busy ones
+    # Another collector's chunk transaction, its GPU counters updated and not yet committed.
+    counting = "UPDATE ingest_gpu SET sample_count = sample_count + 1"
+
+    with second_session(counting), bounded_database_work(5.0):
+        found = dimensions.gpu_ids(collector.parse_chunk(first).gpus)
+
+    assert found == stored
+    assert len(stored) > 1

@@ -8,10 +8,7 @@ bound the task would wait as long as the lock is held, then checks that it gives
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import psycopg2  # type: ignore[import-untyped]
 import pytest
 from django.db import OperationalError, connection, transaction
 from pytest_django.fixtures import Settings
@@ -21,32 +18,13 @@ from ingest.bounds import bounded_database_work
 from ingest.models import StreamSource
 from tests.support.chunks import REFERENCE_LINES, chunk_of
 from tests.support.reference import REFERENCE_CSV
+from tests.support.sessions import second_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BOUND_SECONDS = 0.5
 # The advisory lock partition creation takes (ingest.partitions).
 PARTITION_LOCK = partitions._ADVISORY_LOCK_KEY
-
-
-@contextmanager
-def second_session(*statements: str) -> Iterator[None]:
-    """Another session of the test database that ran ``statements`` in an open transaction."""
-    settings_dict = connection.settings_dict
-    other = psycopg2.connect(
-        host=settings_dict["HOST"],
-        port=settings_dict["PORT"],
-        user=settings_dict["USER"],
-        dbname=settings_dict["NAME"],
-    )
-    try:
-        with other.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-        yield
-    finally:
-        other.rollback()
-        other.close()
 
 
 def server_default_bounds() -> tuple[str, str]:
