@@ -10,12 +10,12 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from django.db import connection
 
 from ingest.models import StreamSource, Tally
+from ingest.sql_arrays import array_literal
 from ingest.writer import SampleBatch
 
 
@@ -66,8 +66,24 @@ def _lock_gpus(ids: list[int]) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT id FROM ingest_gpu WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
+                "SELECT id FROM ingest_gpu WHERE id = ANY(%s::integer[]) ORDER BY id FOR UPDATE",
+                [array_literal(ids)],
             )
+
+
+# On PostgreSQL the GPUs travel as four array literals (ingest.sql_arrays), their first and
+# last times as positions in the chunk's few distinct times: a VALUES list of four
+# placeholders per GPU cost the client about 2.6 ms a chunk to quote (248 GPUs) and the server
+# about 1 ms to parse.
+ADD_GPU_SAMPLES_ARRAYS = (
+    "UPDATE ingest_gpu SET sample_count = ingest_gpu.sample_count + v.samples, "
+    "first_seen = LEAST(COALESCE(ingest_gpu.first_seen, v.first_seen), v.first_seen), "
+    "last_seen = GREATEST(COALESCE(ingest_gpu.last_seen, v.last_seen), v.last_seen) "
+    "FROM (SELECT v.id, v.samples, (%(times)s::timestamptz[])[v.first_at] AS first_seen, "
+    "(%(times)s::timestamptz[])[v.last_at] AS last_seen FROM unnest(%(ids)s::integer[], "
+    "%(samples)s::bigint[], %(firsts)s::integer[], %(lasts)s::integer[]) "
+    "AS v(id, samples, first_at, last_at)) AS v WHERE ingest_gpu.id = v.id"
+)
 
 
 def add_gpu_samples(batch: SampleBatch) -> None:
@@ -77,29 +93,49 @@ def add_gpu_samples(batch: SampleBatch) -> None:
         counts[batch.series[at_series][0]] += count
     if not counts:
         return
-    first: dict[int, datetime] = {}
-    last: dict[int, datetime] = {}
-    # Each GPU's times: a set of (series, time) positions is a few hundred pairs per chunk.
+    # Each GPU's first and last time, as positions in batch.timestamps: a set of (series,
+    # time) positions is a few hundred pairs per chunk.
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    timestamps = batch.timestamps
     for at_series, at_time in set(zip(batch.series_of_row, batch.time_of_row, strict=True)):
-        gpu_id, timestamp = batch.series[at_series][0], batch.timestamps[at_time]
-        if gpu_id not in first or timestamp < first[gpu_id]:
-            first[gpu_id] = timestamp
-        if gpu_id not in last or timestamp > last[gpu_id]:
-            last[gpu_id] = timestamp
+        gpu_id, timestamp = batch.series[at_series][0], timestamps[at_time]
+        if gpu_id not in first or timestamp < timestamps[first[gpu_id]]:
+            first[gpu_id] = at_time
+        if gpu_id not in last or timestamp > timestamps[last[gpu_id]]:
+            last[gpu_id] = at_time
     ids = sorted(counts)
+    _lock_gpus(ids)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                ADD_GPU_SAMPLES_ARRAYS,
+                {
+                    "times": timestamps,
+                    "ids": array_literal(ids),
+                    "samples": array_literal(counts[gpu_id] for gpu_id in ids),
+                    # SQL arrays count from 1.
+                    "firsts": array_literal(first[gpu_id] + 1 for gpu_id in ids),
+                    "lasts": array_literal(last[gpu_id] + 1 for gpu_id in ids),
+                },
+            )
+        return
     adapt = connection.ops.adapt_datetimefield_value
     parameters: list[Any] = []
     for gpu_id in ids:
-        parameters += [gpu_id, counts[gpu_id], adapt(first[gpu_id]), adapt(last[gpu_id])]
+        parameters += [
+            gpu_id,
+            counts[gpu_id],
+            adapt(timestamps[first[gpu_id]]),
+            adapt(timestamps[last[gpu_id]]),
+        ]
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(ids))
-    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
-    _lock_gpus(ids)
     with connection.cursor() as cursor:
-        # Only placeholders and two function names are formatted in; values are parameters.
+        # Only placeholders are formatted in; values are parameters.
         cursor.execute(
             "UPDATE ingest_gpu SET sample_count = ingest_gpu.sample_count + v.column2, "  # noqa: S608
-            f"first_seen = {least}(COALESCE(ingest_gpu.first_seen, v.column3), v.column3), "
-            f"last_seen = {greatest}(COALESCE(ingest_gpu.last_seen, v.column4), v.column4) "
+            "first_seen = MIN(COALESCE(ingest_gpu.first_seen, v.column3), v.column3), "
+            "last_seen = MAX(COALESCE(ingest_gpu.last_seen, v.column4), v.column4) "
             f"FROM (VALUES {rows}) AS v WHERE ingest_gpu.id = v.column1",
             parameters,
         )
