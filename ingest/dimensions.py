@@ -4,6 +4,10 @@ Ids are cached for the life of the worker process, so a steady stream costs dict
 lookups only. New names are inserted idempotently in their own short transaction before the
 chunk's transaction opens: a GPU row that exists without samples yet is harmless, and an id
 is cached only once it is committed, so a rolled-back chunk can never leave a dangling id.
+Every insert goes in sorted order: collectors started together insert the same new names at
+once, and in each process's own order (a set's order changes with the process's string
+hashing) two of them deadlocked, one losing a second to the deadlock timeout and its chunk to a
+retry.
 GPUs and metrics are never deleted (the admin does not allow it), which keeps the cache true.
 
 A device is keyed by (uuid, GPU instance id): a MIG instance is a row of its own, and its
@@ -41,7 +45,8 @@ def metric_ids(names: Iterable[str], docs: Mapping[str, MetricDoc] | None = None
     missing = set(names) - _metric_ids.keys()
     if missing:
         Metric.objects.bulk_create(
-            [_new_metric(name, (docs or {}).get(name)) for name in missing], ignore_conflicts=True
+            [_new_metric(name, (docs or {}).get(name)) for name in sorted(missing)],
+            ignore_conflicts=True,
         )
         _metric_ids.update(Metric.objects.filter(name__in=missing).values_list("name", "id"))
     return _metric_ids
@@ -88,7 +93,9 @@ def _create(gpus: list[GpuFields]) -> None:
     cache empty) waited seconds for its first chunk. A plain read waits for no one.
     """
     _cache_stored(gpus)
-    missing = [gpu for gpu in gpus if gpu.device_key not in _gpu_ids]
+    missing = sorted(
+        (gpu for gpu in gpus if gpu.device_key not in _gpu_ids), key=lambda gpu: gpu.device_key
+    )
     if not missing:
         return
     Gpu.objects.bulk_create(
@@ -135,7 +142,7 @@ def workload_ids(keys: Iterable[WorkloadKey]) -> dict[WorkloadKey, int]:
     missing = set(keys) - _workload_ids.keys()
     if missing:
         Workload.objects.bulk_create(
-            [Workload(namespace=n, pod=p, container=c) for n, p, c in missing],
+            [Workload(namespace=n, pod=p, container=c) for n, p, c in sorted(missing)],
             ignore_conflicts=True,
         )
         for key in missing:

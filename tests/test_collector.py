@@ -12,7 +12,15 @@ from pytest_django.fixtures import Settings
 from ingest import collector, dimensions, faults
 from ingest.bounds import bounded_database_work
 from ingest.chunks import Chunk
-from ingest.models import ChunkAttempt, DeadLetter, IngestedChunk, RejectedRow, Sample
+from ingest.models import (
+    ChunkAttempt,
+    DeadLetter,
+    Gpu,
+    IngestedChunk,
+    Metric,
+    RejectedRow,
+    Sample,
+)
 from telemetry_project.celery import app
 from telemetry_project.routing import COLLECT_QUEUE, COLLECT_TASK
 from tests.support.chunks import REFERENCE_LINES, chunk_of
@@ -180,3 +188,20 @@ def test_a_collector_with_an_empty_cache_does_not_wait_for_chunks_holding_its_de
 
     assert found == stored
     assert len(stored) > 1
+
+
+def test_new_devices_and_metrics_are_inserted_in_sorted_order_whatever_order_they_come_in() -> None:
+    # Collectors started together insert the same new names at once; in differing orders
+    # they deadlock. Ids are drawn in insertion order, so they show it.
+    parsed = collector.parse_chunk(chunk_of(REFERENCE_LINES[1:]))
+    gpus = sorted(parsed.gpus, key=lambda gpu: gpu.device_key, reverse=True)
+
+    dimensions.gpu_ids(gpus)
+    dimensions.metric_ids(sorted(parsed.metrics, reverse=True))
+
+    uuids = list(Gpu.objects.order_by("id").values_list("uuid", flat=True))
+    names = list(Metric.objects.order_by("id").values_list("name", flat=True))
+    assert len(uuids) > 1
+    assert uuids == sorted(uuids)
+    assert len(names) > 1
+    assert names == sorted(names)
