@@ -54,7 +54,14 @@ from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from bench.pipeline_throughput import BenchDatabase, bench_environment
 from bench.raw_page import PAGE_SIZE, raw_pages_per_second
 from bench.sample_database import FLEET
-from bench.workers import Worker, start_beat, start_worker, wait_until_ready, worker_logs
+from bench.workers import (
+    Worker,
+    start_beat,
+    start_worker,
+    stop_beat_and_workers,
+    wait_until_ready,
+    worker_logs,
+)
 from ingest.models import Gpu, IngestedChunk, StreamSource
 from telemetry_project.routing import COLLECT_QUEUE, STREAM_QUEUE
 
@@ -300,11 +307,7 @@ class HttpBenchmark:
             ingested = _committed_rows() - committed_before
             self.say(f"  ingest committed {ingested:,} rows meanwhile")
         finally:
-            if beat is not None:
-                beat.terminate()
-                beat.wait(timeout=30)
-            for worker in processes:
-                worker.stop()
+            stop_beat_and_workers(beat, processes)
             source.delete()  # and its beat entry (ingest.signals)
             broker.flushdb()
         return crowd

@@ -44,7 +44,13 @@ from bench.pipeline_throughput import (
     prepare_database,
 )
 from bench.sample_database import connected_to
-from bench.workers import start_beat, start_worker, wait_until_ready, worker_logs
+from bench.workers import (
+    start_beat,
+    start_worker,
+    stop_beat_and_workers,
+    wait_until_ready,
+    worker_logs,
+)
 from ingest.models import IngestedChunk, OutstandingChunk, StreamSource, scrape_chunk_id
 from ingest.schedule import ensure_slot_dispatch
 from telemetry_project.routing import COLLECT_QUEUE, STREAM_QUEUE
@@ -209,11 +215,7 @@ class ScrapeBenchmark:
             except CommandError as error:
                 raise CommandError(f"{error}{worker_logs(workers)}") from None
             finally:
-                if beat is not None:
-                    beat.terminate()
-                    beat.wait(timeout=30)
-                for worker in workers:
-                    worker.stop()
+                stop_beat_and_workers(beat, workers)
                 server.shutdown()
                 StreamSource.objects.all().delete()
                 broker.flushdb()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -84,3 +85,12 @@ def start_beat(env: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
             [sys.executable, "-m", "celery", "-A", "telemetry_project", "beat"],
             cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
+
+
+def stop_beat_and_workers(beat: subprocess.Popen[bytes] | None, workers: Iterable[Worker]) -> None:
+    """Stop beat first, so no tick is sent to a worker already gone, then the workers."""
+    if beat is not None:
+        beat.terminate()
+        beat.wait(timeout=30)
+    for worker in workers:
+        worker.stop()

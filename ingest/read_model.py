@@ -103,16 +103,15 @@ def record_latest(batch: SampleBatch) -> None:
     if not batch.values:
         return
     newest = newest_rows(batch)
+    adapt = connection.ops.adapt_datetimefield_value
     if connection.vendor == "postgresql":
         _write_latest_arrays(batch, newest)
     else:
-        adapt = connection.ops.adapt_datetimefield_value
         latest = [
             (gpu_id, metric_id, adapt(batch.timestamps[batch.time_of_row[row]]), batch.values[row])
             for (gpu_id, metric_id), row in newest.items()
         ]
         _execute_in_batches(UPSERT_LATEST, latest)
-    adapt = connection.ops.adapt_datetimefield_value
     workloads = [
         (gpu_id, workload_id, adapt(timestamp))
         for gpu_id, (workload_id, timestamp) in sorted(newest_workloads(batch).items())
