@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_finished, request_started
 
 
 class ApiConfig(AppConfig):
@@ -6,3 +7,10 @@ class ApiConfig(AppConfig):
 
     name = "api"
     verbose_name = "API"
+
+    def ready(self) -> None:
+        from api.request_gc import PACED_COLLECTOR
+
+        # Every request the process serves (the admin's and the dashboard's too).
+        request_started.connect(PACED_COLLECTOR.collect, dispatch_uid="api.request_gc.collect")
+        request_finished.connect(PACED_COLLECTOR.freeze_once, dispatch_uid="api.request_gc.freeze")

@@ -184,6 +184,17 @@ def optional_rfc3339(moment: datetime | None, zone: tzinfo) -> str | None:
     return None if moment is None else rfc3339(moment, zone)
 
 
+def stats_body(stats: dict[str, Any]) -> dict[str, Any]:
+    """``StatsSerializer`` output from ``ingest.stats.pipeline_stats()``: its numbers are
+    already what the fields write, so only the times need formatting."""
+    zone = timezone.get_current_timezone()
+    times = {name: optional_rfc3339(stats[name], zone) for name in STATS_TIMES}
+    return {**stats, **times}
+
+
+STATS_TIMES = ("first_timestamp", "last_timestamp")
+
+
 # The columns ``gpu_rows`` reads, in the order of ``GpuSerializer``'s fields (an instance's
 # parent has the instance's uuid, so neither the id nor the parent needs a join).
 GPU_COLUMNS = (
@@ -193,9 +204,22 @@ GPU_COLUMNS = (
 )  # fmt: skip
 
 
+class _TimeTexts(dict[datetime | None, str | None]):
+    """Times formatted once each: a page of devices shares a handful of first and last times
+    (a host's GPUs are scraped together)."""
+
+    def __init__(self) -> None:
+        super().__init__({None: None})
+        self.zone = timezone.get_current_timezone()
+
+    def __missing__(self, moment: datetime) -> str:
+        text = self[moment] = rfc3339(moment, self.zone)
+        return text
+
+
 def gpu_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """``GpuSerializer`` output from ``values_list(*GPU_COLUMNS)`` rows."""
-    zone = timezone.get_current_timezone()
+    times = _TimeTexts()
     return [
         {
             "id": device_id((uuid, instance)),
@@ -207,8 +231,8 @@ def gpu_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
             "gpu_instance_id": instance,
             "gpu_instance_profile": profile,
             "parent": None if instance is None else uuid,
-            "first_seen": optional_rfc3339(first_seen, zone),
-            "last_seen": optional_rfc3339(last_seen, zone),
+            "first_seen": times[first_seen],
+            "last_seen": times[last_seen],
             "sample_count": sample_count,
             "labels": labels,
         }

@@ -15,7 +15,6 @@ from django.db import connection
 from django.db.models import Avg, Count, F, Max, Min, OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
@@ -30,7 +29,7 @@ from rest_framework.views import APIView
 from api import schema
 from api.buckets import TimeBucket
 from api.compiled import QUERIES
-from api.filters import GpuFilter, HostFilter
+from api.filters import GpuFilter, HostFilter, NamedFiltersBackend
 from api.fleet import encoded_fleet_latest
 from api.increments import increase_rows
 from api.pagination import CountedPagination, Selection, UncountedPagination
@@ -56,6 +55,7 @@ from api.serializers import (
     latest_rows,
     rfc3339,
     sample_rows,
+    stats_body,
 )
 from api.sources import pipeline_sources
 from ingest.devices import device_key
@@ -149,7 +149,7 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         "hostname", "gpu_index", F("gpu_instance_id").asc(nulls_first=True), "id"
     )
     serializer_class = GpuSerializer
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [NamedFiltersBackend]
     filterset_class = GpuFilter
     pagination_class = CountedPagination
     lookup_url_kwarg = "id"
@@ -209,17 +209,7 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def latest(self, request: Request, id: str) -> Response:
         gpu = self.gpu()
-        # One query over the metric list with a backwards index probe per metric (on
-        # (gpu, timestamp), stopping at the metric's newest sample): a handful of rows read
-        # per metric, where DISTINCT ON would read all of the GPU's history.
-        newest = Sample.objects.filter(gpu_id=gpu.pk, metric_id=OuterRef("pk")).order_by(
-            "-timestamp", "-id"
-        )
-        rows = Metric.objects.annotate(
-            newest_timestamp=Subquery(newest.values("timestamp")[:1]),
-            newest_value=Subquery(newest.values("value")[:1]),
-        ).values_list("name", "newest_timestamp", "newest_value")
-        return Response(latest_rows(rows.order_by("name")))
+        return Response(latest_rows(QUERIES.rows(("latest",), _newest_of_each_metric, [gpu.pk])))
 
 
 # The answer of DRF's get_object_or_404, which the other device endpoints give.
@@ -232,6 +222,24 @@ def _device_row(values: Sequence[Any]) -> QuerySet[Gpu, tuple[Any, ...]]:
     uuid, instance = (*values, None)[:2]
     gpus = Gpu.objects.filter(sample_count__gt=0, uuid=uuid, gpu_instance_id=instance)
     return gpus.values_list("id", "uuid", "gpu_instance_id", "last_seen")[:1]
+
+
+def _newest_of_each_metric(values: Sequence[Any]) -> QuerySet[Metric, tuple[Any, ...]]:
+    """(metric, timestamp, value) of the newest sample of each metric of the GPU whose id is
+    ``values[0]``; timestamp and value are null for a metric it has no sample of.
+
+    One query over the metric list with a backwards index probe per metric (on (gpu,
+    timestamp), stopping at the metric's newest sample): a handful of rows read per metric,
+    where DISTINCT ON would read all of the GPU's history.
+    """
+    newest = Sample.objects.filter(gpu_id=values[0], metric_id=OuterRef("pk")).order_by(
+        "-timestamp", "-id"
+    )
+    rows = Metric.objects.annotate(
+        newest_timestamp=Subquery(newest.values("timestamp")[:1]),
+        newest_value=Subquery(newest.values("value")[:1]),
+    ).values_list("name", "newest_timestamp", "newest_value")
+    return rows.order_by("name")
 
 
 def aggregate_body(
@@ -275,7 +283,7 @@ class HostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Any]):
 
     queryset = Gpu.objects.filter(sample_count__gt=0)
     serializer_class = HostSerializer
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [NamedFiltersBackend]
     filterset_class = HostFilter
     pagination_class = CountedPagination
     lookup_field = "hostname"
@@ -361,7 +369,7 @@ class StatsView(APIView):
 
     @extend_schema(responses=schema.responses(StatsSerializer))
     def get(self, request: Request) -> Response:
-        return Response(StatsSerializer(pipeline_stats()).data)
+        return Response(stats_body(pipeline_stats()))
 
 
 class HealthView(APIView):

@@ -15,11 +15,11 @@ arguments, so that a cache warmed by one request does not flatter the next:
 - gpus: the list (its first page, as a dashboard loads it);
 - stats.
 
-Requests go through Django's test client in this process (``bench.request_timing`` says
-what that includes). The run prints a table against the budgets and, last, a
-machine-readable line; the exit status is non-zero only when an endpoint does not answer
-200, since timings on a shared machine vary. The figures measured so far are in the README
-("API latency").
+Requests are made through the project's WSGI application in this process
+(``bench.request_timing`` says what that includes). The run prints a table against the
+budgets and, last, a machine-readable line; the exit status is non-zero only when an
+endpoint does not answer 200, since timings on a shared machine vary. The figures measured
+so far are in the README ("API latency").
 """
 
 from __future__ import annotations
@@ -32,12 +32,11 @@ from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.core.management.base import CommandError
-from django.test import Client
 from django.test.utils import override_settings
 
 from api.cursors import Cursor
 from bench.measurement import Measurement
-from bench.request_timing import PAGE_SIZE, Timing
+from bench.request_timing import PAGE_SIZE, TEST_HOST, Timing, WsgiCaller
 from bench.sample_database import SampleDatabase, minute, rfc3339
 from ingest.models import Gpu
 
@@ -117,13 +116,13 @@ def measure(database: SampleDatabase) -> tuple[str, list[str]]:
     ]
     requests: int = database.options["requests"]
     database.say(f"\n=== {requests} requests per endpoint after a warm-up, {len(gpus)} GPUs")
-    # The test client's host is added to the settings' own; DEBUG off, as in production
+    # The requests' host is added to the settings' own; DEBUG off, as in production
     # (DEBUG keeps a log of every query).
-    hosts = [*settings.ALLOWED_HOSTS, "testserver"]
+    hosts = [*settings.ALLOWED_HOSTS, TEST_HOST]
     with override_settings(ALLOWED_HOSTS=hosts, DEBUG=False):
-        client = Client()
+        get = WsgiCaller().get
         timings = {
-            label: database.time(client, label, next_url, BUDGETS_MS[label])
+            label: database.time(get, label, next_url, BUDGETS_MS[label])
             for label, next_url in endpoints
         }
     print_table(database, list(timings.values()))

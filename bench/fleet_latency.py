@@ -19,12 +19,12 @@ from typing import Final
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.test import Client
 from django.test.utils import override_settings
 
 from bench.api_latency import print_table
 from bench.dcgm_generator import METRIC_NAMES
 from bench.measurement import Measurement
+from bench.request_timing import TEST_HOST, WsgiCaller
 from bench.sample_database import FLEET, SampleDatabase
 from ingest.models import Gpu, LatestValue
 
@@ -50,10 +50,10 @@ def measure(database: SampleDatabase) -> tuple[str, list[str]]:
         f"\n=== {database.options['requests']} requests per view after a warm-up: "
         f"{devices:,} devices, {LatestValue.objects.count():,} read-model rows, {rows:,} samples"
     )
-    # The test client's host is added to the settings' own; DEBUG off, as in production.
-    with override_settings(ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"], DEBUG=False):
-        client = Client()
-        timings = [database.time(client, label, url, FLEET_BUDGET_MS) for label, url in views]
+    # The requests' host is added to the settings' own; DEBUG off, as in production.
+    with override_settings(ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, TEST_HOST], DEBUG=False):
+        get = WsgiCaller().get
+        timings = [database.time(get, label, url, FLEET_BUDGET_MS) for label, url in views]
     print_table(database, timings)
     summary = "bench-fleet: " + " ".join(
         f"{timing.label}_p50_ms={timing.p50_ms:.3f} {timing.label}_p99_ms={timing.p99_ms:.3f}"

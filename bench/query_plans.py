@@ -49,6 +49,7 @@ from bench.request_timing import (
     PAGE_SIZE,
     STATS_BUDGET_MS,
     Timing,
+    client_get,
 )
 from bench.sample_database import FLEET, SampleDatabase, minute, rfc3339, without_password
 from ingest.models import Gpu, Metric, Sample
@@ -104,7 +105,7 @@ def measure(database: SampleDatabase) -> tuple[str, list[str]]:
             )
             timings = [
                 database.time(
-                    clients[endpoint.admin],
+                    client_get(clients[endpoint.admin]),
                     endpoint.label,
                     repeat(endpoint.url).__next__,
                     endpoint.budget_ms,

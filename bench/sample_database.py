@@ -13,7 +13,7 @@ exactly as the pipeline fills it. This module is what they share:
    with ``--keep`` skips chunks it already holds and grows to a larger ``--rows`` without
    duplicates. Without ``--keep`` the database is dropped at the end (10M rows are ~2 GB).
 3. ``ANALYZE`` (``VACUUM (ANALYZE)`` with ``--vacuum``) follows the fill, and requests are
-   timed through Django's test client (``bench.request_timing``).
+   timed in this process (``bench.request_timing``).
 """
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError, OutputWrapper
 from django.db import connection, connections
 from django.db.models import Sum
-from django.test import Client
 from django.test.utils import override_settings
 
 from bench.dcgm_generator import GeneratorSpec, write_dcgm_csv
 from bench.direct_load import collect_file
-from bench.request_timing import Timing, time_requests
+from bench.request_timing import Get, Timing, time_requests
 from ingest import dimensions
 from ingest.models import Gpu, StreamSource
 
@@ -226,13 +225,13 @@ class SampleDatabase:
 
     def time(
         self,
-        client: Client,
+        get: Get,
         label: str,
         next_url: Callable[[], str],
         budget_ms: float | None,
     ) -> Timing:
         """``--requests`` requests from ``next_url``, timed (``bench.request_timing``)."""
-        timing = time_requests(client, label, next_url, self.options["requests"], budget_ms)
+        timing = time_requests(get, label, next_url, self.options["requests"], budget_ms)
         self.say(f"  {label}: p50 {timing.p50_ms:.2f} ms, p99 {timing.p99_ms:.2f} ms")
         return timing
 
