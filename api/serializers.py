@@ -205,8 +205,7 @@ GPU_COLUMNS = (
 
 
 class _TimeTexts(dict[datetime | None, str | None]):
-    """Times formatted once each: a page of devices shares a handful of first and last times
-    (a host's GPUs are scraped together)."""
+    """Times formatted once each, where a body repeats a few times many times over."""
 
     def __init__(self) -> None:
         super().__init__({None: None})
@@ -219,7 +218,7 @@ class _TimeTexts(dict[datetime | None, str | None]):
 
 def gpu_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """``GpuSerializer`` output from ``values_list(*GPU_COLUMNS)`` rows."""
-    times = _TimeTexts()
+    times = _TimeTexts()  # a host's GPUs are scraped together: a few first and last times
     return [
         {
             "id": device_id((uuid, instance)),
@@ -261,10 +260,10 @@ SAMPLE_COLUMNS = (
 
 def sample_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """``SampleSerializer`` output from ``values_list(*SAMPLE_COLUMNS)`` rows."""
-    zone = timezone.get_current_timezone()
+    times = _TimeTexts()  # a GPU's metrics are sampled together: one time per few rows
     return [
         {
-            "timestamp": rfc3339(timestamp, zone),
+            "timestamp": times[timestamp],
             "metric": metric,
             "value": value,
             "namespace": namespace or "",
