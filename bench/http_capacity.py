@@ -73,6 +73,8 @@ PACED_SEED: Final = 8080
 PACED_ROWS_PER_SECOND: Final = 100 / 2  # make run's pace: 100 rows every 2 seconds
 INGEST_START_SECONDS: Final = 120.0
 WRK_THREADS: Final = 2
+# Seconds of load on the mix before the measured runs (each worker's cold start).
+WARM_UP_SECONDS: Final = 3
 # wrk's request rotation: each request takes the next of the paths given after ``--``.
 ROTATE_SCRIPT: Final = """
 local paths = {}
@@ -200,6 +202,11 @@ class HttpBenchmark:
                 preexec_fn=raise_file_limit,
             )
             try:
+                # Unreported: each worker's first requests load the URLconf, the views and the
+                # serializers and compile the hot queries, which would count against the first
+                # endpoint measured.
+                self._wrk("warm-up", web.url, script, mixed(paths), options.connections,
+                          WARM_UP_SECONDS)  # fmt: skip
                 loads = {
                     label: self._wrk(label, web.url, script, endpoint, options.connections,
                                      options.seconds)

@@ -238,13 +238,13 @@ class SampleDatabase:
 
 def connected_to(name: str) -> bool:
     database = settings.DATABASES["default"]
-    return bool(database["ENGINE"] == "django.db.backends.postgresql" and database["NAME"] == name)
+    return bool(connections["default"].vendor == "postgresql" and database["NAME"] == name)
 
 
 def database_url(name: str) -> str:
     """A URL for ``name`` on the server of the current settings, or on the local default."""
     database = settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.postgresql":
+    if connections["default"].vendor != "postgresql":
         return f"postgres://{DEFAULT_USER}@{DEFAULT_HOST}:{DEFAULT_PORT}/{name}"
     user = quote(str(database.get("USER") or DEFAULT_USER), safe="")
     password = database.get("PASSWORD")

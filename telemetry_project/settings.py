@@ -161,6 +161,8 @@ def _database() -> dict[str, Any]:
             },
         }
     if config["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend with a health check that sends no query (telemetry_project.postgresql).
+        config["ENGINE"] = "telemetry_project.postgresql"
         options = config.setdefault("OPTIONS", {})
         ssl_mode = env_str("DB_SSL_MODE")
         if ssl_mode:

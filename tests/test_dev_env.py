@@ -236,7 +236,7 @@ def test_the_database_and_broker_of_make_run_are_those_of_a_new_terminal(tmp_pat
         )
     )
     seen = settings_of(bare_environment(var))
-    assert seen["ENGINE"] == "django.db.backends.postgresql"
+    assert seen["ENGINE"] == "telemetry_project.postgresql"
     assert seen["DATABASE"] == "elsewhere"
     assert seen["BROKER"] == "redis://127.0.0.1:6379/9"
 
