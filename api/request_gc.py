@@ -17,11 +17,10 @@ So the collection is paced by requests instead:
   (the handler holds the response while it closes it), and a collection would promote them
   to an older generation, to be freed later in a bigger, costlier pass;
 - the youngest generation's threshold is raised from 700 to ``YOUNG_THRESHOLD`` objects,
-  more than a common request holds at once: at 700 the collector still ran in the middle of
-  most requests, found nothing to free in the request's live objects, and promoted them all
-  to the middle generation, whose collection then freed them ten requests later for a
-  fraction of a millisecond each time. A request that allocates more (an export, the fleet
-  view) is still collected within it, as before;
+  more than a common request holds at once: at 700 the collector still ran inside about one
+  request in two hundred (those that allocate the most), where it finds nothing to free among
+  the request's live objects and promotes them all to an older generation. A request that
+  allocates far more (an export, the fleet view) is still collected within it, as before;
 - at the end of the first request, once the URLconf, views, serializers and schema are
   loaded, everything alive is collected and then frozen (``gc.freeze``): a full collection
   no longer walks the framework's own objects, which live as long as the process.
