@@ -3,9 +3,9 @@
 Every request leaves a few hundred objects in reference cycles (Django's request and its
 message storage, DRF's request and view, a filter's form), which only CPython's cycle
 collector frees. Left to its allocation thresholds, the collector runs in whichever request
-crosses one: at the API's read endpoints about one request in twenty-five paid 1-3 ms for
-all the others' garbage, and about one in a thousand a full pass over every object Django
-had loaded, 50-70 ms. Those lumps were most of the endpoints' p99 (docs/measurements.md,
+crosses one: at the API's read endpoints about one request in twenty-five paid about 2 ms
+(up to 6) for all the others' garbage, and about one in nine hundred a full pass over every
+object Django had loaded, about 70 ms. Those lumps were most of the endpoints' p99 (docs/measurements.md,
 "Garbage collection and the latency tail").
 
 So the collection is paced by requests instead:
