@@ -5,8 +5,8 @@ message storage, DRF's request and view, a filter's form), which only CPython's 
 collector frees. Left to its allocation thresholds, the collector runs in whichever request
 crosses one: at the API's read endpoints about one request in twenty-five paid about 2 ms
 (up to 6) for all the others' garbage, and about one in nine hundred a full pass over every
-object Django had loaded, about 70 ms. Those lumps were most of the endpoints' p99 (docs/measurements.md,
-"Garbage collection and the latency tail").
+object Django had loaded, about 70 ms. Those lumps were most of the endpoints' p99
+(docs/measurements.md, "Garbage collection and the latency tail").
 
 So the collection is paced by requests instead:
 
