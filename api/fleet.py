@@ -10,9 +10,7 @@ time.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -22,6 +20,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from api.fleet_query import DeviceRow, device_rows
+from api.request_gc import collector_paused
 from api.serializers import rfc3339
 from ingest.devices import device_id
 from ingest.fields import field
@@ -57,8 +56,14 @@ def metric_descriptions(names: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 def encoded_fleet_latest(params: dict[str, Any]) -> orjson.Fragment:
     """The body of GET /api/v1/fleet/latest as JSON, built and encoded with the cycle
-    collector paused (``_collector_paused``); a renderer writes the fragment as it is."""
-    with _collector_paused():
+    collector paused; a renderer writes the fragment as it is.
+
+    A 2,000-device body is thousands of new containers, none in a cycle: left on, the
+    collector runs dozens of times over them, and those still held when it runs are promoted
+    until they set off a full pass over the whole process's heap, 30 to 60 ms, every few
+    requests: most of the view's p99 (docs/measurements.md, "The fleet view"). Encoded inside
+    the pause, the body is freed before the collector is back."""
+    with collector_paused():
         return orjson.Fragment(orjson.dumps(fleet_latest(params)))
 
 
@@ -96,23 +101,6 @@ def fleet_latest(params: dict[str, Any], now: datetime | None = None) -> dict[st
         },
         "devices": devices,
     }
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while the body is built and encoded. A 2,000-device body
-    is thousands of new containers, none in a cycle: left on, the collector runs dozens of
-    times over them, and those still held when it runs are promoted until they set off a
-    full pass over the whole process's heap, 30 to 60 ms, every few requests: most of the
-    view's p99 (docs/measurements.md, "The fleet view"). Encoded inside the pause, the body
-    is freed before the collector is back."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class _Times(dict[Any, str | None]):

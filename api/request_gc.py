@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 # The youngest generation's threshold once the process serves requests (the default is 700).
@@ -70,3 +72,16 @@ def generation_due() -> int:
 
 
 PACED_COLLECTOR = RequestPacedCollector()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cycle collector off for the block (and back on after it, if it was on), for
+    work that allocates a great many containers and no cycles."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

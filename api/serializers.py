@@ -184,15 +184,15 @@ def optional_rfc3339(moment: datetime | None, zone: tzinfo) -> str | None:
     return None if moment is None else rfc3339(moment, zone)
 
 
+STATS_TIMES = ("first_timestamp", "last_timestamp")
+
+
 def stats_body(stats: dict[str, Any]) -> dict[str, Any]:
     """``StatsSerializer`` output from ``ingest.stats.pipeline_stats()``: its numbers are
     already what the fields write, so only the times need formatting."""
     zone = timezone.get_current_timezone()
     times = {name: optional_rfc3339(stats[name], zone) for name in STATS_TIMES}
     return {**stats, **times}
-
-
-STATS_TIMES = ("first_timestamp", "last_timestamp")
 
 
 # The columns ``gpu_rows`` reads, in the order of ``GpuSerializer``'s fields (an instance's

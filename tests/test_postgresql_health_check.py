@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.db.backends.postgresql import base as django_postgresql
 
 from telemetry_project.postgresql.base import DatabaseWrapper
@@ -60,6 +60,23 @@ def test_a_quiet_connection_is_usable_without_a_query(
 
     monkeypatch.setattr(django_postgresql.DatabaseWrapper, "is_usable", round_trip)
     assert kept.is_usable()
+
+
+def test_a_connection_whose_queries_raised_is_asked(
+    kept: DatabaseWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[bool] = []
+
+    def round_trip(_self: object) -> bool:
+        asked.append(True)
+        return True
+
+    monkeypatch.setattr(django_postgresql.DatabaseWrapper, "is_usable", round_trip)
+    with pytest.raises(DatabaseError), kept.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")  # a data error would not count
+    assert kept.errors_occurred
+    assert kept.is_usable()
+    assert asked == [True]
 
 
 def test_a_connection_the_server_terminated_is_unusable_and_replaced(

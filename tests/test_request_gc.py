@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.core.signals import request_started
 
-from api.request_gc import RequestPacedCollector, generation_due
+from api.request_gc import RequestPacedCollector, collector_paused, generation_due
 
 
 class _Node:
@@ -23,13 +23,8 @@ class _Node:
 @pytest.fixture
 def automatic_collection_off() -> Iterator[None]:
     """No automatic collection during the test: only the code under test may collect."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @pytest.fixture
@@ -57,6 +52,8 @@ def _record_collections() -> Iterator[list[int]]:
         gc.callbacks.remove(record)
 
 
+# Sending request_started also runs Django's connection upkeep, which may touch the database.
+@pytest.mark.django_db
 @pytest.mark.usefixtures("automatic_collection_off")
 def test_a_request_start_frees_the_cycles_earlier_requests_left() -> None:
     first, second = _Node(), _Node()
@@ -86,6 +83,7 @@ def test_the_first_finished_request_freezes_the_heap_and_later_ones_do_not(
         gc.unfreeze()
 
 
+@pytest.mark.django_db
 @pytest.mark.usefixtures("automatic_collection_off", "thresholds")
 def test_an_older_generation_is_collected_once_its_count_is_due(
     collections: list[int],

@@ -12,7 +12,8 @@ has nothing to say is taken as usable without asking, and one that has something
 (the server's farewell, or a notice between queries) still gets Django's ``SELECT 1``, which
 decides. A connection that died without a word (a host lost with no reset) fails its next
 query instead, as it would fail the ``SELECT 1``, and Django replaces it at the end of that
-request.
+request. After a request whose queries raised, Django's own check runs as before: an error
+is rare, and the connection it came from is worth asking.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def is_usable(self) -> bool:
         if self.connection is None or self.connection.closed:
             return False
+        if self.errors_occurred:
+            return bool(super().is_usable())
         # poll, not select: a worker holding a thousand client sockets may number this one
         # above select's limit.
         poller = select.poll()
