@@ -70,6 +70,12 @@ def test_embedded_mode_imports_the_reference_exactly_then_streams_a_looping_sour
     assert after_import["total_records"] == 2470
     assert after_import["unique_gpus"] == 247
     assert after_import["unique_hosts"] == 31
+    # SQLite hands the fleet's first and last times back as text, and the ledger's times
+    # are compared as text: both must come out as the PostgreSQL mode's do.
+    assert after_import["first_timestamp"] == "2025-07-18T20:42:34Z"
+    assert after_import["last_timestamp"] == "2025-07-18T20:42:37Z"
+    assert set(after_import["metrics"].values()) == {247}
+    assert after_import["ingest_rate_per_s"] > 0
 
     manage(embedded_env, "add_source", "sample", str(REFERENCE_CSV), "--loop",
            "--batch-size", "100", "--interval", "1")  # fmt: skip

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
+from api.renderers import FastJSONRenderer
 from api.serializers import GPU_COLUMNS, GpuSerializer, StatsSerializer, gpu_rows, stats_body
 
 
@@ -29,8 +31,8 @@ def test_stats_body_is_what_the_stats_serializer_writes() -> None:
 def test_gpu_rows_write_times_as_the_gpu_serializer_does() -> None:
     seen = datetime(2025, 7, 18, 20, 42, 34, 500000, tzinfo=UTC)
     rows = [
-        ("GPU-1", "host-a", 0, "nvidia0", "H100", None, None, seen, seen, 10, {}),
-        ("GPU-2", "host-a", 1, "nvidia1", "H100", None, None, None, None, 0, {"a": "b"}),
+        ("GPU-1", "host-a", 0, "nvidia0", "H100", None, None, seen, seen, 10, "{}"),
+        ("GPU-2", "host-a", 1, "nvidia1", "H100", None, None, None, None, 0, '{"a": "b"}'),
     ]
     written = gpu_rows(rows)
     for row, body in zip(rows, written, strict=True):
@@ -41,3 +43,6 @@ def test_gpu_rows_write_times_as_the_gpu_serializer_does() -> None:
             assert body[name] == (
                 None if moment is None else expected[name].to_representation(moment)
             )
+    # The labels' JSON text is written into the body as it is.
+    rendered = json.loads(FastJSONRenderer().render(written))
+    assert [gpu["labels"] for gpu in rendered] == [{}, {"a": "b"}]

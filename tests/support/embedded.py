@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tests.support.reference import REPO
 
@@ -62,7 +63,7 @@ def stop_pipeline(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=60)
 
 
-def stats(port: int) -> dict[str, object]:
+def stats(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5) as reply:
         return dict(json.load(reply))
 
