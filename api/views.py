@@ -7,7 +7,8 @@ Viewsets stay thin: querysets, serializers, filtersets; parameter validation liv
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,23 +90,30 @@ def samples_of(gpu: Gpu, params: dict[str, Any]) -> QuerySet[Sample]:
     return in_range(Sample.objects.filter(gpu_id=gpu.pk), params)
 
 
-def sample_selection(gpu_id: int, params: dict[str, Any]) -> Selection:
-    """The GPU's samples within the (inclusive) time range and metrics asked for, in page
-    order, as a shape and its values (the page query is compiled once per shape)."""
+def sample_selection(device: Sequence[Any], params: dict[str, Any]) -> Selection:
+    """The samples of the device with telemetry that ``device`` names (``_devices_named``)
+    within the (inclusive) time range and metrics asked for, in page order, as a shape and
+    its values (the page query is compiled once per shape).
+
+    The device is found inside the page's query, not by a query of its own: one round trip
+    instead of two (docs/measurements.md, "The device lookup inside the query"). A device
+    without telemetry matches no sample, so the caller tells it from an empty range only
+    when the page is empty.
+    """
     bounds = [params.get(name) for name in ("start_time", "end_time")]
     metrics = list(params.get("metric") or ())
     present = tuple(bound is not None for bound in bounds)
 
     def build(values: Sequence[Any]) -> QuerySet[Sample]:
         given = iter(values)
-        gpu = next(given)
+        gpu = Subquery(_devices_named([next(given) for _ in device]).values("id")[:1])
         start, end = (next(given) if there else None for there in present)
         chosen = {"start_time": start, "end_time": end, "metric": list(given)}
         samples = in_range(Sample.objects.filter(gpu_id=gpu), chosen)
         return samples.order_by("timestamp", "id")
 
-    values = (gpu_id, *(bound for bound in bounds if bound is not None), *metrics)
-    return Selection((present, len(metrics)), values, build)
+    values = (*device, *(bound for bound in bounds if bound is not None), *metrics)
+    return Selection((len(device), present, len(metrics)), values, build)
 
 
 def in_range(samples: QuerySet[Sample], params: dict[str, Any]) -> QuerySet[Sample]:
@@ -166,29 +174,48 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
         row = get_object_or_404(device_with_telemetry(kwargs["id"]).values_list(*GPU_COLUMNS))
         return Response(gpu_rows([row])[0])
 
-    def gpu(self) -> Gpu:
-        """The device of the URL, with only what the sample endpoints use (not the labels,
-        whose JSON would be decoded); its query is compiled once (``api.compiled``)."""
+    def device(self) -> tuple[Any, ...]:
+        """The URL's device as the values ``_devices_named`` takes; a 404 for an id that no
+        device can have."""
         key = device_key(self.kwargs["id"])
         # PostgreSQL text cannot hold a NUL, so no device's uuid has one.
         if key is None or "\x00" in key[0]:
             raise Http404(NO_DEVICE)
         uuid, instance = key
-        values = [uuid] if instance is None else [uuid, instance]
-        rows = QUERIES.rows(("device", instance is None), _device_row, values)
+        return (uuid,) if instance is None else (uuid, instance)
+
+    def gpu(self) -> Gpu:
+        """The device of the URL, with only what the sample endpoints use (not the labels,
+        whose JSON would be decoded); its query is compiled once (``api.compiled``)."""
+        values = self.device()
+        rows = QUERIES.rows(("device", len(values)), _device_row, values)
         if not rows:
             raise Http404(NO_DEVICE)
         pk, uuid, instance, last_seen = rows[0]
         return Gpu(pk=pk, uuid=uuid, gpu_instance_id=instance, last_seen=last_seen)
 
+    @contextmanager
+    def device_checked_before_parameters(self) -> Iterator[None]:
+        """For an endpoint that finds its device inside its own query: a bad parameter met
+        in the block is a 400 only when the device exists, and a 404 otherwise, as on the
+        endpoints that look the device up first."""
+        try:
+            yield
+        except ValidationError:
+            self.gpu()
+            raise
+
     @schema.telemetry
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def telemetry(self, request: Request, id: str) -> Response:
-        gpu = self.gpu()
-        params = validated(TimeRangeParams, request)
+        device = self.device()
         paginator = UncountedPagination()
-        selection = sample_selection(gpu.pk, params)
-        page = paginator.paginate_selection(selection, request, columns=SAMPLE_COLUMNS)
+        with self.device_checked_before_parameters():
+            params = validated(TimeRangeParams, request)
+            selection = sample_selection(device, params)
+            page = paginator.paginate_selection(selection, request, columns=SAMPLE_COLUMNS)
+        if not page:
+            self.gpu()  # an empty page: a 404 when there is no such device
         return paginator.get_paginated_response(sample_rows(page))
 
     @schema.aggregate
@@ -208,31 +235,42 @@ class GpuViewSet(viewsets.ReadOnlyModelViewSet[Gpu]):
     @schema.latest
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def latest(self, request: Request, id: str) -> Response:
-        gpu = self.gpu()
-        return Response(latest_rows(QUERIES.rows(("latest",), _newest_of_each_metric, [gpu.pk])))
+        device = self.device()
+        rows = QUERIES.rows(("latest", len(device)), _newest_of_each_metric, device)
+        # A device with telemetry has a newest sample of some metric.
+        if all(timestamp is None for _, timestamp, _ in rows):
+            self.gpu()  # a 404 when there is no such device
+        return Response(latest_rows(rows))
 
 
 # The answer of DRF's get_object_or_404, which the other device endpoints give.
 NO_DEVICE = f"No {Gpu._meta.object_name} matches the given query."
 
 
-def _device_row(values: Sequence[Any]) -> QuerySet[Gpu, tuple[Any, ...]]:
-    """(id, uuid, instance, last_seen) of the device with telemetry ``values`` name: its
-    uuid, and its GPU instance id when it is a MIG instance."""
+def _devices_named(values: Sequence[Any]) -> QuerySet[Gpu]:
+    """The device with telemetry ``values`` name (none or one): its uuid, and its GPU
+    instance id when it is a MIG instance."""
     uuid, instance = (*values, None)[:2]
     gpus = Gpu.objects.filter(sample_count__gt=0, uuid=uuid, gpu_instance_id=instance)
-    return gpus.values_list("id", "uuid", "gpu_instance_id", "last_seen")[:1]
+    return gpus.order_by()
+
+
+def _device_row(values: Sequence[Any]) -> QuerySet[Gpu, tuple[Any, ...]]:
+    """(id, uuid, instance, last_seen) of the device ``values`` name (``_devices_named``)."""
+    return _devices_named(values).values_list("id", "uuid", "gpu_instance_id", "last_seen")[:1]
 
 
 def _newest_of_each_metric(values: Sequence[Any]) -> QuerySet[Metric, tuple[Any, ...]]:
-    """(metric, timestamp, value) of the newest sample of each metric of the GPU whose id is
-    ``values[0]``; timestamp and value are null for a metric it has no sample of.
+    """(metric, timestamp, value) of the newest sample of each metric of the device
+    ``values`` name (``_devices_named``, found inside this query); timestamp and value are
+    null for a metric it has no sample of, and for every metric when there is no device.
 
     One query over the metric list with a backwards index probe per metric (on (gpu,
     timestamp), stopping at the metric's newest sample): a handful of rows read per metric,
     where DISTINCT ON would read all of the GPU's history.
     """
-    newest = Sample.objects.filter(gpu_id=values[0], metric_id=OuterRef("pk")).order_by(
+    gpu = Subquery(_devices_named(values).values("id")[:1])
+    newest = Sample.objects.filter(gpu_id=gpu, metric_id=OuterRef("pk")).order_by(
         "-timestamp", "-id"
     )
     rows = Metric.objects.annotate(

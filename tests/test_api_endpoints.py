@@ -69,6 +69,15 @@ def test_a_gpu_is_found_by_uuid_and_an_unknown_uuid_is_404(client: Client) -> No
     assert gpu["labels"]["DCGM_FI_DRIVER_VERSION"] == "535.129.03"
     for path in ("", "/telemetry", "/telemetry/aggregate?bucket=1m", "/latest"):
         assert client.get(f"{API}/gpus/GPU-unknown{path}").status_code == 404
+    # Telemetry and latest find the device inside their sample query: still a 404 for a
+    # device that is not there, before a bad parameter is a 400, and an empty page for one
+    # that is there.
+    for query in ("?limit=0", "?start_time=yesterday", "?cursor=tampered"):
+        assert client.get(f"{API}/gpus/GPU-unknown/telemetry{query}").status_code == 404
+        assert client.get(f"{API}/gpus/{REFERENCE_UUID}/telemetry{query}").status_code == 400
+    empty = get(client, f"{API}/gpus/{REFERENCE_UUID}/telemetry?end_time=2025-07-18T00:00:00Z")
+    assert empty["results"] == []
+    assert client.get(f"{API}/gpus/{REFERENCE_UUID}:7/latest").status_code == 404
 
 
 def labels_shared_by_every_row_of_each_gpu() -> dict[str, dict[str, str]]:
