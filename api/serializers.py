@@ -14,8 +14,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import orjson
-from django.db.models import TextField
-from django.db.models.functions import Cast
+from django.db.models import ExpressionWrapper, F, TextField
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -202,11 +201,14 @@ def stats_body(stats: dict[str, Any]) -> dict[str, Any]:
 # parent has the instance's uuid, so neither the id nor the parent needs a join). The labels
 # are read as the JSON text the database holds and written into the body as they are (an
 # orjson fragment): decoding a hundred GPUs' labels only to encode them again was a fifth of
-# a GPU list's time (docs/measurements.md, "The GPU list").
+# a GPU list's time (docs/measurements.md, "The GPU list"). The column is read as text
+# without a cast, which the server would apply to every GPU before sorting them: Django has
+# psycopg2 hand jsonb over as its text, and SQLite stores it as text.
 GPU_COLUMNS = (
     "uuid", "hostname", "gpu_index", "device", "model_name",
     "gpu_instance_id", "gpu_instance_profile",
-    "first_seen", "last_seen", "sample_count", Cast("labels", TextField()),
+    "first_seen", "last_seen", "sample_count",
+    ExpressionWrapper(F("labels"), output_field=TextField()),
 )  # fmt: skip
 
 

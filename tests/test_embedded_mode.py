@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,13 +15,14 @@ import pytest
 
 from tests.support.embedded import (
     answers,
+    api_get,
     embedded_environment,
     manage,
     start_pipeline,
     stats,
     stop_pipeline,
 )
-from tests.support.reference import REFERENCE_CSV
+from tests.support.reference import REFERENCE_CSV, REFERENCE_UUID
 from tests.support.servers import free_port
 from tests.support.workers import wait_for
 
@@ -76,6 +78,18 @@ def test_embedded_mode_imports_the_reference_exactly_then_streams_a_looping_sour
     assert after_import["last_timestamp"] == "2025-07-18T20:42:37Z"
     assert set(after_import["metrics"].values()) == {247}
     assert after_import["ingest_rate_per_s"] > 0
+    # The device endpoints on SQLite: labels read as the stored JSON text, and the device
+    # found inside the sample queries.
+    listed = api_get(port, "/api/v1/gpus?limit=1")["results"][0]
+    assert listed["labels"]["DCGM_FI_DRIVER_VERSION"] == "535.129.03"
+    page = api_get(port, f"/api/v1/gpus/{REFERENCE_UUID}/telemetry")["results"]
+    assert len(page) == 10
+    latest = api_get(port, f"/api/v1/gpus/{REFERENCE_UUID}/latest")
+    assert len(latest) == 10
+    assert None not in [item["value"] for item in latest]
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        api_get(port, "/api/v1/gpus/GPU-unknown/latest")
+    assert missing.value.code == 404
 
     manage(embedded_env, "add_source", "sample", str(REFERENCE_CSV), "--loop",
            "--batch-size", "100", "--interval", "1")  # fmt: skip

@@ -63,9 +63,14 @@ def stop_pipeline(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=60)
 
 
+def api_get(port: int, path: str) -> Any:
+    """The JSON body of a GET of ``path`` from the web process on ``port``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+        return json.load(reply)
+
+
 def stats(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5) as reply:
-        return dict(json.load(reply))
+    return dict(api_get(port, "/api/v1/stats"))
 
 
 def answers(port: int) -> bool:
