@@ -200,8 +200,8 @@ def stats_body(stats: dict[str, Any]) -> dict[str, Any]:
 # The columns ``gpu_rows`` reads, in the order of ``GpuSerializer``'s fields (an instance's
 # parent has the instance's uuid, so neither the id nor the parent needs a join). The labels
 # are read as the JSON text the database holds and written into the body as they are (an
-# orjson fragment): decoding a hundred GPUs' labels only to encode them again was a fifth of
-# a GPU list's time (docs/measurements.md, "The GPU list"). The column is read as text
+# orjson fragment): decoding a hundred GPUs' labels only to encode them again cost about
+# 0.4 ms of CPU a page (docs/measurements.md, "The GPU list"). The column is read as text
 # without a cast, which the server would apply to every GPU before sorting them: Django has
 # psycopg2 hand jsonb over as its text, and SQLite stores it as text.
 GPU_COLUMNS = (
